@@ -1,0 +1,86 @@
+"""Commentator stage: B-Flow tokens (``.tokens``) → commentary text deltas (``.text``).
+
+Runs the duplex model (:mod:`models.commentator`): one model step per incoming token
+message (one per model tick, 5 Hz), whether or not it is speaking; the model decides
+itself when to speak (a word), stay silent (``<sil>``) or end its line (``<eol>``).
+Each stream has its own bounded KV cache. Words go out as soon as they are decided,
+stamped with the video time of the step that produced them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.stage import Session, Stage, StageOptions
+from models.commentator import CommentatorRuntime
+from streams import messages as m
+
+
+@dataclass
+class CommentatorSession:
+    """Per-stream commentator state.
+
+    Attributes:
+        model_state: The model's streaming state (KV cache, last token).
+        utterance: Number of the current (or next) line.
+        words: Words of the current line so far.
+    """
+
+    model_state: Any
+    utterance: int = 0
+    words: list[str] = field(default_factory=list)
+
+
+class CommentatorStage(Stage):
+    """Advances each stream's duplex model by one step per token message."""
+
+    name = "commentator"
+    input_kind = "tokens"
+    output_kind = "text"
+    accepts = (m.Tokens, m.EndOfStream)
+
+    #: A line is closed after this many words even if the model has not ended it.
+    max_words_per_line = 16
+
+    def __init__(self, options: StageOptions, *, checkpoint: Path) -> None:
+        super().__init__(options)
+        self.runtime = CommentatorRuntime.load(checkpoint)
+
+    def new_state(self, stream: str) -> CommentatorSession:
+        return CommentatorSession(model_state=self.runtime.new_state())
+
+    def process(self, session: Session, message: m.Message) -> list[m.Message]:
+        assert isinstance(message, m.Tokens)
+        tokens = message.tokens.to_numpy(dtype="float32", ndim=2)
+        out = self.runtime.step(session.state.model_state, tokens)
+        session.counters["model_steps"] += 1
+        state: CommentatorSession = session.state
+        deltas: list[m.Message] = []
+        if out.word:
+            text = out.word if not state.words else " " + out.word
+            state.words.append(out.word)
+            session.counters["words"] += 1
+            deltas.append(self._delta(session, message, text, final=False))
+        if state.words and (out.end_of_line or len(state.words) >= self.max_words_per_line):
+            deltas.append(self._end_line(session, message))
+        return deltas
+
+    def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
+        tail = [self._end_line(session, message)] if session.state.words else []
+        return [*tail, self.forward_eos(session, message)]
+
+    def _end_line(self, session: Session, message: m.Message) -> m.Message:
+        state: CommentatorSession = session.state
+        delta = self._delta(session, message, "", final=True)
+        state.words.clear()
+        state.utterance += 1
+        session.counters["lines"] += 1
+        return delta
+
+    def _delta(self, session: Session, message: m.Message, text: str, *, final: bool) -> m.TextDelta:
+        return m.TextDelta(
+            stream=session.stream, seq=self.next_seq(session), pts_s=message.pts_s,
+            capture_ts=message.capture_ts, utterance=session.state.utterance, text=text, final=final,
+        )

@@ -1,0 +1,94 @@
+"""Decoder stage: compressed packets (``.video``) → model-grid frames (``.frames``).
+
+Uses :class:`models.video.VideoDecoder` (PyAV/FFmpeg: any codec FFmpeg decodes). It
+waits for the stream header, then for a keyframe; corrupt packets are counted and
+skipped; frames are resampled to the model's rate and size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.stage import Session, Stage
+from models.video import CodecParams, ModelGrid, VideoDecoder
+from streams import messages as m
+from streams.errors import OversizedFrameError, SessionError, UnknownCodecError
+
+#: Largest compressed packet accepted, in bytes (NATS' default max payload).
+MAX_PACKET_BYTES = 1 << 20
+
+
+@dataclass
+class DecoderState:
+    """Per-stream decoder state.
+
+    Attributes:
+        decoder: The open decoder, None until the stream header arrives.
+        failed: Why the stream cannot be decoded (unknown codec, oversized), or "".
+        capture_ts: Capture time of the last packet fed to the decoder (Unix seconds).
+    """
+
+    decoder: VideoDecoder | None = None
+    failed: str = ""
+    capture_ts: float = 0.0
+
+
+class DecoderStage(Stage):
+    """Decodes each stream's packets with PyAV and resamples to the model grid."""
+
+    name = "decoder"
+    input_kind = "video"
+    output_kind = "frames"
+    accepts = (m.StreamHeader, m.VideoPacket, m.EndOfStream)
+    grid = ModelGrid()
+
+    def new_state(self, stream: str) -> DecoderState:
+        return DecoderState()
+
+    def on_drop(self, session: Session) -> None:
+        # Later packets reference the dropped ones: restart at the next keyframe.
+        decoder = session.state.decoder
+        if decoder is not None:
+            session.state.decoder = VideoDecoder(decoder.params, grid=self.grid)
+
+    def process(self, session: Session, message: m.Message) -> list[m.Message]:
+        state: DecoderState = session.state
+        if isinstance(message, m.StreamHeader):
+            params = CodecParams(message.codec_name, message.extradata, message.width, message.height, message.fps_hz)
+            try:
+                state.decoder = VideoDecoder(params, grid=self.grid)
+                state.failed = ""
+            except (UnknownCodecError, OversizedFrameError) as exc:
+                state.failed = str(exc)
+                raise
+            return []
+        assert isinstance(message, m.VideoPacket)
+        if state.decoder is None:
+            session.counters["dropped.no_header"] += 1
+            raise SessionError(state.failed or "video packet before the stream header: dropped")
+        if len(message.data) > MAX_PACKET_BYTES:
+            raise OversizedFrameError(f"packet of {len(message.data)} bytes exceeds {MAX_PACKET_BYTES}")
+        state.capture_ts = message.capture_ts
+        decoder = state.decoder
+        skipped, decoded = decoder.skipped_before_keyframe, decoder.decoded
+        try:
+            frames = decoder.decode(message.data, pts_s=message.pts_s, keyframe=message.keyframe)
+        finally:
+            session.counters["skipped_before_keyframe"] += decoder.skipped_before_keyframe - skipped
+            session.counters["decoded"] += decoder.decoded - decoded
+        return self._frames(session, frames)
+
+    def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
+        state: DecoderState = session.state
+        frames = state.decoder.flush() if state.decoder is not None else []
+        return [*self._frames(session, frames), self.forward_eos(session, message)]
+
+    def _frames(self, session: Session, frames: list) -> list[m.Message]:
+        out: list[m.Message] = []
+        for frame in frames:
+            session.counters["frames"] += 1
+            out.append(m.Frame(
+                stream=session.stream, seq=self.next_seq(session), pts_s=frame.pts_s,
+                capture_ts=session.state.capture_ts, image=m.Array.from_numpy(frame.rgb),
+            ))
+        return out

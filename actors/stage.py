@@ -1,0 +1,317 @@
+"""The NATS loop every pipeline stage shares: per-stream state, ordering, drops, status.
+
+A :class:`Stage` subscribes to one message kind on every stream
+(``<prefix>.live.*.<input_kind>``), keeps one :class:`Session` per stream with a
+bounded queue and its own worker task, and publishes what :meth:`Stage.process`
+returns on the stream's ``<output_kind>`` subject. So:
+
+- each stream's messages are handled in order, one at a time;
+- a slow stream never delays another (one worker task per stream, array work in a
+  thread);
+- a stream that falls behind drops its *oldest* queued work, counts it, and says so on
+  its ``status`` subject; no queue grows without bound;
+- a malformed message, a media error or a bug in one stream is counted, reported on
+  that stream's ``status`` and never reaches the replica or another stream.
+
+Stages are plain classes (no Ray import): ``actors/deployments.py`` wraps them as Ray
+Serve deployments, and tests can run them in-process against a real NATS server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from streams import messages as m
+from streams.bus import connect
+from streams.errors import MMDError, SchemaError, StreamIdError
+from streams.subjects import StreamSubject, parse_stream_subject, stream_subject, wildcard_subject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOptions:
+    """Run-time options of a stage replica.
+
+    Attributes:
+        nats_url: NATS server URL.
+        prefix: Subject prefix.
+        queue_limit: Messages queued per stream before the oldest is dropped.
+        idle_timeout_s: A stream with no message for this long is closed, in seconds.
+        status_period_s: Period of the counters report on ``status``, in seconds.
+        max_streams: Streams one replica holds; messages of further streams are refused.
+    """
+
+    nats_url: str
+    prefix: str = "mmd"
+    queue_limit: int = 64
+    idle_timeout_s: float = 60.0
+    status_period_s: float = 5.0
+    max_streams: int = 64
+
+
+@dataclass
+class Session:
+    """One stream at one stage: its state, queue, counters and latencies.
+
+    Attributes:
+        stream: Stream id.
+        state: The stage's own per-stream state (see :meth:`Stage.new_state`).
+        queue: Pending input messages, oldest first.
+        counters: Cumulative counts (``received``, ``emitted``, ``dropped``, ``errors.<code>``).
+        latencies_s: Recent processing times in seconds.
+        out_seq: Sequence number of the next output message.
+        last_seen: Monotonic time of the last input message.
+    """
+
+    stream: str
+    state: Any
+    queue: deque[m.Message] = field(default_factory=deque)
+    counters: Counter[str] = field(default_factory=Counter)
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    out_seq: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    closed: bool = False
+
+    def latency_ms(self) -> dict[str, float]:
+        """p50/p99 of recent processing times in milliseconds (empty if none)."""
+        if not self.latencies_s:
+            return {}
+        p50, p99 = np.percentile(np.fromiter(self.latencies_s, float), [50, 99]) * 1000.0
+        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+class Stage:
+    """Base class of the pipeline stages (decoder, flow, tokenizer, commentator, tts).
+
+    Subclasses set :attr:`name`, :attr:`input_kind`, :attr:`output_kind` and
+    :attr:`accepts`, and implement :meth:`new_state` and :meth:`process`.
+    """
+
+    name: ClassVar[str]
+    input_kind: ClassVar[StreamSubject]
+    output_kind: ClassVar[StreamSubject]
+    accepts: ClassVar[tuple[type, ...]]
+
+    def __init__(self, options: StageOptions) -> None:
+        self.options = options
+        self.sessions: dict[str, Session] = {}
+        self.unroutable = 0  # messages on subjects with no valid stream id
+        self._nc: Any = None
+        self._closed = asyncio.Event()
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # -- to implement -------------------------------------------------------------
+    def new_state(self, stream: str) -> Any:
+        """Create the per-stream state of this stage."""
+        raise NotImplementedError
+
+    def process(self, session: Session, message: m.Message) -> list[m.Message]:
+        """Handle one input message of a stream (runs in a worker thread).
+
+        Returns:
+            Output messages to publish on the stream's ``output_kind`` subject, in order.
+
+        Raises:
+            MMDError: A typed, reportable failure of this message; the stream goes on.
+        """
+        raise NotImplementedError
+
+    def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
+        """Handle end of stream; by default just forwards it. Runs in a worker thread."""
+        return [self.forward_eos(session, message)]
+
+    def on_drop(self, session: Session) -> None:
+        """Called after queued work of a stream was dropped (e.g. to resync a decoder)."""
+
+    def close_state(self, state: Any) -> None:
+        """Release a stream's state when its session closes."""
+
+    # -- helpers for subclasses ---------------------------------------------------
+    def next_seq(self, session: Session) -> int:
+        """Return and advance the stream's output sequence number."""
+        seq = session.out_seq
+        session.out_seq += 1
+        return seq
+
+    def forward_eos(self, session: Session, message: m.EndOfStream) -> m.EndOfStream:
+        """The end-of-stream message to send downstream."""
+        return m.EndOfStream(
+            stream=session.stream, seq=self.next_seq(session), pts_s=message.pts_s,
+            capture_ts=message.capture_ts, reason=message.reason,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect to NATS and subscribe to the input subject of every stream.
+
+        Raises:
+            TransportError: If NATS cannot be reached.
+        """
+        self._nc = await connect(
+            self.options.nats_url, name=f"mmd-{self.name}", max_reconnect_attempts=-1, on_closed=self._closed
+        )
+        await self._nc.subscribe(
+            wildcard_subject(self.input_kind, prefix=self.options.prefix),
+            cb=self._on_message,
+            pending_msgs_limit=100_000,
+            pending_bytes_limit=256 * 1024 * 1024,
+        )
+        self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        log.info("%s stage listening on %s", self.name, self.options.nats_url)
+
+    def check_health(self) -> None:
+        """Raise if the stage cannot work (its NATS connection is gone).
+
+        Raises:
+            RuntimeError: If the NATS connection is closed.
+        """
+        if self._nc is None or self._nc.is_closed:
+            raise RuntimeError(f"{self.name}: NATS connection to {self.options.nats_url} is closed")
+
+    async def stop(self) -> None:
+        """Drain the NATS connection and stop every stream worker."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for session in list(self.sessions.values()):
+            await self._close_session(session, report=False)
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), timeout=5.0)
+            except Exception as exc:  # draining is best effort on shutdown
+                log.warning("%s: NATS drain failed: %s", self.name, exc)
+        log.info("%s stage stopped", self.name)
+
+    # -- the loop -------------------------------------------------------------------
+    async def _on_message(self, msg: Any) -> None:
+        try:
+            stream, _ = parse_stream_subject(msg.subject, prefix=self.options.prefix)
+        except StreamIdError as exc:
+            self.unroutable += 1
+            log.warning("%s: %s", self.name, exc)
+            return
+        session = self.sessions.get(stream)
+        if session is None:
+            if len(self.sessions) >= self.options.max_streams:
+                self.unroutable += 1
+                await self.report(stream, "error", "capacity",
+                                  f"{self.name} replica is full ({self.options.max_streams} streams)")
+                return
+            session = self._open_session(stream)
+        session.last_seen = time.monotonic()
+        session.counters["received"] += 1
+        try:
+            message = m.decode(msg.data, *self.accepts)
+            if message.stream != stream:
+                raise SchemaError(f"message for stream {message.stream!r} arrived on {msg.subject!r}")
+        except SchemaError as exc:
+            session.counters[f"errors.{exc.code}"] += 1
+            await self.report(stream, "error", exc.code, str(exc), session)
+            return
+        if len(session.queue) >= self.options.queue_limit:
+            session.queue.popleft()
+            session.counters["dropped"] += 1
+            self.on_drop(session)
+            if session.counters["dropped"] in (1, 10, 100) or session.counters["dropped"] % 1000 == 0:
+                await self.report(stream, "warning", "dropped",
+                                  f"{self.name} is behind: dropped the oldest queued message", session)
+        session.queue.append(message)
+        session.wakeup.set()
+
+    def _open_session(self, stream: str) -> Session:
+        session = Session(stream=stream, state=self.new_state(stream))
+        session.task = asyncio.create_task(self._worker(session))
+        self.sessions[stream] = session
+        log.info("%s: stream %s opened", self.name, stream)
+        return session
+
+    async def _worker(self, session: Session) -> None:
+        while not session.closed:
+            if not session.queue:
+                session.wakeup.clear()
+                await session.wakeup.wait()
+                continue
+            message = session.queue.popleft()
+            started = time.perf_counter()
+            try:
+                if isinstance(message, m.EndOfStream):
+                    outputs = await asyncio.to_thread(self.finish, session, message)
+                else:
+                    outputs = await asyncio.to_thread(self.process, session, message)
+            except MMDError as exc:
+                session.counters[f"errors.{exc.code}"] += 1
+                await self.report(session.stream, "error", exc.code, str(exc), session)
+                continue
+            except Exception as exc:  # a bug must not kill the replica or other streams
+                log.exception("%s: stream %s: unexpected error", self.name, session.stream)
+                session.counters["errors.internal"] += 1
+                await self.report(session.stream, "error", "internal", f"{type(exc).__name__}: {exc}", session)
+                continue
+            session.latencies_s.append(time.perf_counter() - started)
+            for out in outputs:
+                await self._publish(session, out)
+            if isinstance(message, m.EndOfStream):
+                await self._close_session(session, report=True)
+
+    async def _publish(self, session: Session, message: m.Message) -> None:
+        subject = stream_subject(session.stream, self.output_kind, prefix=self.options.prefix)
+        data = m.encode(message)
+        try:
+            await self._nc.publish(subject, data)
+        except Exception as exc:  # MaxPayloadError, connection closed: count, never crash
+            session.counters["errors.publish"] += 1
+            log.warning("%s: stream %s: publish failed: %s", self.name, session.stream, exc)
+            return
+        session.counters["emitted"] += 1
+
+    async def report(
+        self, stream: str, level: str, code: str, message: str, session: Session | None = None
+    ) -> None:
+        """Publish a :class:`~streams.messages.Status` about a stream (best effort)."""
+        if level != "info":
+            log.warning("%s: stream %s: %s: %s", self.name, stream, code, message)
+        status = m.Status(
+            stream=stream, seq=self.next_seq(session) if session else 0, pts_s=0.0, capture_ts=m.now(),
+            stage=self.name, level=level, code=code, message=message,  # type: ignore[arg-type]
+            counters=dict(session.counters) if session else {},
+            latency_ms=session.latency_ms() if session else {},
+        )
+        try:
+            await self._nc.publish(stream_subject(stream, "status", prefix=self.options.prefix), m.encode(status))
+        except Exception as exc:
+            log.warning("%s: status for stream %s not sent: %s", self.name, stream, exc)
+
+    async def _close_session(self, session: Session, *, report: bool) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        session.wakeup.set()
+        self.sessions.pop(session.stream, None)
+        if report:
+            await self.report(session.stream, "info", "counters", f"{self.name}: stream ended", session)
+        try:
+            self.close_state(session.state)
+        except Exception:
+            log.exception("%s: closing state of stream %s failed", self.name, session.stream)
+        log.info("%s: stream %s closed (%s)", self.name, session.stream, dict(session.counters))
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.status_period_s)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if now - session.last_seen > self.options.idle_timeout_s:
+                    await self.report(session.stream, "warning", "idle_timeout",
+                                      f"{self.name}: no message for {self.options.idle_timeout_s:.0f} s", session)
+                    await self._close_session(session, report=False)
+                else:
+                    await self.report(session.stream, "info", "counters", "", session)
