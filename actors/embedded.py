@@ -14,6 +14,7 @@ from typing import Any
 
 from actors.app import AppConfig, build_app
 from streams.bus import LocalNatsServer
+from streams.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,17 @@ class EmbeddedSystem:
         from ray import serve
 
         started = time.monotonic()
+        self.config = AppConfig(nats_url=self.nats.url, **self.app_overrides)
+        if not self.config.checkpoint.is_file():
+            raise ModelError(f"commentator checkpoint not found: {self.config.checkpoint} "
+                             "(set MMD_CHECKPOINT or run `mmduplex train`)")
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
         self.nats.start()
         ray.init(
             num_cpus=self.num_cpus, include_dashboard=False, object_store_memory=self.object_store_bytes,
             log_to_driver=False, _node_ip_address="127.0.0.1", configure_logging=True, logging_level=logging.WARNING,
         )
         serve.start(proxy_location="Disabled")
-        self.config = AppConfig(nats_url=self.nats.url, **self.app_overrides)
         serve.run(build_app(self.config), name=APP_NAME, route_prefix=None)
         log.info("embedded system up in %.1f s (NATS %s)", time.monotonic() - started, self.nats.url)
         return self

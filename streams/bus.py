@@ -75,7 +75,7 @@ async def connect(
         log.warning("NATS client %s: %s", name, exc)
 
     async def disconnected_cb() -> None:
-        log.warning("NATS client %s: disconnected from %s", name, url)
+        log.info("NATS client %s: disconnected from %s", name, url)
 
     try:
         return await nats.connect(

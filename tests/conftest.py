@@ -43,3 +43,29 @@ def nats_server() -> Iterator[LocalNatsServer]:
 def h264_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2 s 320x240 25 fps H.264 MP4 of a moving test pattern."""
     return make_clip(tmp_path_factory.mktemp("clips") / "testsrc.mp4")
+
+
+def transcode(source: Path, path: Path, *, codec: str, container: str | None = None, size: tuple[int, int],
+              fps: int, seconds: float) -> Path:
+    """Re-encode the first ``seconds`` of a real video at another codec, size and frame rate."""
+    from fractions import Fraction
+
+    width, height = size
+    with av.open(str(source)) as src, av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        written = 0
+        for frame in src.decode(video=0):
+            t = float(frame.pts * frame.time_base)
+            if t >= seconds:
+                break
+            while written / fps <= t:  # repeat or skip frames to reach the new rate
+                new = frame.reformat(width=width, height=height, format="yuv420p")
+                new.pts, new.time_base = written, Fraction(1, fps)
+                for packet in stream.encode(new):
+                    out.mux(packet)
+                written += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -19,6 +19,7 @@ from streams.errors import CapacityError, SessionError, StreamIdError, Transport
 from streams.listener import Listener
 from streams.publisher import open_session, publish
 from streams.subjects import stream_subject
+from tests.conftest import transcode
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -67,6 +68,28 @@ async def test_real_clip_through_all_actors(system: EmbeddedSystem) -> None:
     assert listener.finished_lines(), "no commentary on the real clip"
     pcm = np.concatenate([c.pcm for c in listener.speech]).astype(np.float32)
     assert np.sqrt(np.mean(pcm**2)) > 300
+
+
+FORMATS = [
+    ("mpeg4", "avi", None, (320, 240), 25),
+    ("mpeg2video", "mpg", "mpeg", (352, 288), 30),
+    ("libvpx-vp9", "mkv", "matroska", (426, 240), 24),
+    ("libx264", "mkv", "matroska", (854, 480), 12),
+]
+
+
+async def test_real_clip_in_other_codecs_containers_sizes_and_rates_at_once(
+    system: EmbeddedSystem, tmp_path: Path
+) -> None:
+    sample = settings.sample_clip()
+    clips = [transcode(sample, tmp_path / f"bbb-{codec}.{ext}", codec=codec, container=fmt, size=size, fps=fps,
+                       seconds=3.0) for codec, ext, fmt, size, fps in FORMATS]
+    listeners = await asyncio.gather(*(run_stream(system, clip, f"fmt{i}") for i, clip in enumerate(clips)))
+    for clip, listener in zip(clips, listeners, strict=True):
+        report = listener.report()
+        assert not report["errors"], (clip.name, report["errors"])
+        assert 13 <= report["stages"]["decoder"]["counters"]["frames"] <= 16, clip.name  # 3 s at 5 Hz
+        assert report["stages"]["commentator"]["counters"]["model_steps"] >= 13, clip.name
 
 
 async def test_garbage_on_one_stream_does_not_disturb_another(system: EmbeddedSystem, match_clip: Path) -> None:
