@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from actors.deployments import (
-    Commentator, Controller, ControllerOptions, Decoder, Flow, StageOptions, Tokenizer, Tts,
+    Commentator,
+    Controller,
+    ControllerOptions,
+    Decoder,
+    Flow,
+    StageOptions,
+    Tokenizer,
+    Tts,
 )
 from streams import settings
 

@@ -104,6 +104,7 @@ async def _run(
     finally:
         await listener.stop()
     report = listener.report()
-    report["published"] = {"packets": result.packets, "bytes": result.bytes, "media_seconds": round(result.duration_s, 3)}
+    report["published"] = {
+        "packets": result.packets, "bytes": result.bytes, "media_seconds": round(result.duration_s, 3)}
     report["_listener"] = listener
     return report

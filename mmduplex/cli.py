@@ -54,27 +54,24 @@ def _print_line(line: object) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
+    import signal
+
     from streams.listener import Listener
 
     async def run() -> Listener:
         listener = Listener(args.stream, args.nats, prefix=args.prefix, on_line=_print_line)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
         await listener.start()
         print(f"listening to stream {args.stream} on {args.nats} (Ctrl-C to stop)", file=sys.stderr)
-        try:
-            if args.timeout:
-                await asyncio.wait_for(listener.ended.wait(), timeout=args.timeout)
-            else:
-                await listener.ended.wait()
-        except (TimeoutError, asyncio.CancelledError):
-            pass
-        finally:
-            await listener.stop()
+        waiters = [asyncio.create_task(listener.ended.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(waiters, timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        await listener.stop()
         return listener
 
-    try:
-        listener = asyncio.run(run())
-    except KeyboardInterrupt:
-        return 130
+    listener = asyncio.run(run())
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         listener.write_vtt(args.out / "commentary.vtt")
@@ -181,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "commentator; evaluates on held-out clips and saves the checkpoint.")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
                    help="clip directory (video + .json transcript); generated if empty (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=settings.checkpoint_path(), help="checkpoint path (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=settings.checkpoint_path(),
+                   help="checkpoint path (default: %(default)s)")
     p.add_argument("--clips", type=int, default=200, help="procedural clips in all (default: %(default)s)")
     p.add_argument("--held-out", type=int, default=20, help="clips held out for evaluation (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: %(default)s)")

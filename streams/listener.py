@@ -220,7 +220,8 @@ class Listener:
         span = self.media_span_s[1] - self.media_span_s[0] if self.tokens_total or self.key_views else 0.0
         steps = self.message_counts.get("tokens", 0)
         first_text = [ln.first_text_wall - ln.capture_ts for ln in lines if ln.first_text_wall]
-        line_audio = [ln.first_audio_wall - ln.final_text_wall for ln in lines if ln.first_audio_wall and ln.final_text_wall]
+        line_audio = [ln.first_audio_wall - ln.final_text_wall
+                      for ln in lines if ln.first_audio_wall and ln.final_text_wall]
         word_audio = [ln.first_audio_wall - ln.first_text_wall for ln in lines if ln.first_audio_wall]
         return {
             "stream": self.stream,

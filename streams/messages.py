@@ -16,7 +16,7 @@ msgspec was chosen over hand-written msgpack dicts: it validates types while dec
 from __future__ import annotations
 
 import time
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -268,10 +268,10 @@ class SessionReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", 
     error: str = ""
 
 
-AnyMessage = Union[
-    StreamHeader, VideoPacket, EndOfStream, Frame, Motion, Tokens, TextDelta, AudioChunk,
-    Status, OpenSession, CloseSession, SessionReply,
-]
+AnyMessage = (
+    StreamHeader | VideoPacket | EndOfStream | Frame | Motion | Tokens | TextDelta | AudioChunk
+    | Status | OpenSession | CloseSession | SessionReply
+)
 
 #: The one registry of message kinds: tag → class.
 MESSAGE_TYPES: dict[str, type] = {

@@ -129,7 +129,9 @@ async def publish(
                 video = container.streams.video[0]
             first_pts_s: float | None = None
             loop_end_s = offset_s
-            for packet in container.demux(video):
+            packets = container.demux(video)
+            # Demuxing a network source or stdin blocks: read packets in a thread.
+            while (packet := await asyncio.to_thread(next, packets, None)) is not None:
                 if packet.size == 0:
                     continue
                 raw_pts = packet_time_s(packet)
@@ -147,7 +149,7 @@ async def publish(
                 data = bytes(packet)
                 await nc.publish(subject, m.encode(m.VideoPacket(
                     stream=stream, seq=seq, pts_s=pts_s, capture_ts=m.now(), data=data,
-                    duration_s=float(packet.duration * packet.time_base) if packet.duration and packet.time_base else 0.0,
+                    duration_s=float(packet.duration * packet.time_base) if packet.duration else 0.0,
                     keyframe=packet.is_keyframe,
                 )))
                 seq += 1
