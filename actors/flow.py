@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from actors.stage import Session, Stage
-from models.flow import optical_flow, to_luma
+from models.flow import optical_flow, to_luma, to_numpy
 from streams import messages as m
 
 
@@ -47,7 +47,7 @@ class FlowStage(Stage):
         if state.prev_luma is None or state.prev_luma.shape != luma.shape:
             flow = np.zeros((*luma.shape, 2), np.float32)
         else:
-            flow = optical_flow(state.prev_luma, luma)
+            flow = to_numpy(optical_flow(state.prev_luma, luma))
         state.prev_luma = luma
         return [m.Motion(
             stream=session.stream, seq=self.next_seq(session), pts_s=message.pts_s,

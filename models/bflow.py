@@ -25,11 +25,12 @@ Token layout (``TOKEN_DIM = 64`` float32 features, unused entries are 0):
 | 7 | 0 | camera magnitude / scale | residual magnitude / scale |
 | 8–10 | cell mean RGB in [0, 1] | frame mean RGB | cell mean RGB |
 | 11 | scene-change score | scene-change score | fraction of the cell that moves |
-
-The scene-change score is the fraction of pixels whose luma changed by more than
-``change_threshold`` once the camera motion is compensated.
 | 12–15 | 0 | 0 | cell absolute dx, dy, magnitude / scale; 0 |
 | 16–63 | 4x4 RGB thumbnail of the cell (48 values) | 0 | 0 |
+
+The scene-change score is the fraction of pixels whose luma changed by more than
+``change_threshold`` once the camera motion (the median flow) is compensated. A key
+step carries only key tokens: the flow across a cut relates unrelated pictures.
 
 The heavy array work (cell statistics, residuals) runs on the array module of
 :mod:`models.flow` (CuPy with a GPU, else NumPy) and is batched over streams in
@@ -95,7 +96,9 @@ class BFlowStep:
     Attributes:
         tokens: float32 [N, TOKEN_DIM]; N may be 0.
         is_key: Whether a key view was taken.
-        cut_score: Photometric residual after motion compensation (luma, 0..1).
+        cut_score: Scene-change score: fraction of pixels (0..1) whose luma changed by
+            more than ``change_threshold`` after camera-motion compensation; 1.0 on
+            the first step of a stream.
         motion_px: Mean optical-flow magnitude, pixels per step.
         n_key: Key tokens in ``tokens``.
         n_flow: Flow tokens (camera + object) in ``tokens``.
@@ -200,8 +203,11 @@ class BFlowTokenizer:
             is_key = score > cfg.cut_threshold
             tokens = []
             if is_key:
+                # The key view replaces the flow: across a cut the flow is noise.
                 tokens.append(self._key_tokens(key_np[i], thumbs_np[i], score))
-            flow_tokens = self._flow_tokens(camera_np[i], cells_np[i], mean_rgb[i], score)
+                flow_tokens = np.zeros((0, TOKEN_DIM), np.float32)
+            else:
+                flow_tokens = self._flow_tokens(camera_np[i], cells_np[i], mean_rgb[i], score)
             tokens.append(flow_tokens)
             all_tokens = np.concatenate(tokens, axis=0).astype(np.float32)
             n_key = cfg.key_rows * cfg.key_cols if is_key else 0

@@ -64,7 +64,22 @@ def test_pan_is_flow_not_key_views() -> None:
 def test_hard_cut_takes_a_key_view() -> None:
     steps = run([texture(seed=1)] * 3 + [texture(seed=2)] * 3)
     assert steps[3].is_key and steps[3].n_key == 16
+    assert steps[3].n_flow == 0 and len(steps[3].tokens) == 16  # the key view replaces the flow
     assert not steps[4].is_key and len(steps[4].tokens) == 0
+
+
+def test_fast_pan_up_to_15_px_is_one_camera_token() -> None:
+    steps = run([texture(dx=15 * i) for i in range(6)])
+    assert not any(s.is_key for s in steps[1:])
+    assert [len(s.tokens) for s in steps[1:]] == [1] * 5
+    assert all(abs(s.motion_px - 15) < 1 for s in steps[1:])
+
+
+def test_sensor_noise_on_a_static_scene_costs_nothing() -> None:
+    rng = np.random.default_rng(0)
+    base = texture().astype(np.float32)
+    frames = [np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    assert [len(s.tokens) for s in run(frames)[1:]] == [0] * 7
 
 
 def test_more_moving_area_gives_more_tokens() -> None:

@@ -9,7 +9,12 @@ import pytest
 from streams import messages as m
 from streams.errors import SchemaError, StreamIdError
 from streams.subjects import (
-    all_stream_subjects, parse_stream_subject, session_subject, stream_subject, validate_stream_id, wildcard_subject,
+    all_stream_subjects,
+    parse_stream_subject,
+    session_subject,
+    stream_subject,
+    validate_stream_id,
+    wildcard_subject,
 )
 
 COMMON = {"stream": "cam-1", "seq": 7, "pts_s": 1.25, "capture_ts": 1_700_000_000.5}
