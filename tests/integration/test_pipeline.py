@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ def match_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(ClipSpec(kind="match", seed=4242, duration_s=12.0), tmp_path_factory.mktemp("m") / "match.mp4")
 
 
-async def test_procedural_match_gives_commentary_text_and_speech(system: EmbeddedSystem, match_clip: Path) -> None:
+async def test_procedural_match_gives_commentary_text_and_speech(
+    system: EmbeddedSystem, match_clip: Path, tmp_path: Path
+) -> None:
     listener = await run_stream(system, match_clip, "match1")
     lines = listener.finished_lines()
     assert lines, "no commentary line"
@@ -55,6 +58,11 @@ async def test_procedural_match_gives_commentary_text_and_speech(system: Embedde
     assert report["stages"]["commentator"]["counters"]["model_steps"] >= 55
     assert report["bflow"]["tokens"] > 0
     assert not report["errors"]
+    vtt = listener.write_vtt(tmp_path / "commentary.vtt").read_text().splitlines()
+    assert vtt[0] == "WEBVTT" and sum("-->" in row for row in vtt) == len(lines)
+    with wave.open(str(listener.write_wav(tmp_path / "commentary.wav", duration_s=12.0))) as wav:
+        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
+        assert wav.getnframes() >= 12.0 * wav.getframerate()
 
 
 async def test_real_clip_through_all_actors(system: EmbeddedSystem) -> None:
