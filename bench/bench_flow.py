@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.flow import FlowConfig, array_module, end_point_error, optical_flow, to_numpy  # noqa: E402
+from models.flow import FlowConfig, array_module, end_point_error, optical_flow, to_numpy, translated_texture  # noqa: E402
 
 H, W = 120, 160
 BATCH = 8
@@ -37,19 +37,8 @@ SEEDS = range(4)
 
 
 def texture(dx: float, dy: float, seed: int) -> np.ndarray:
-    """1/f-like sum of sinusoids sampled at ``(x - dx, y - dy)``: float32 [H, W] in [0.1, 0.9]."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
-    x, y = x - dx, y - dy
-    img = np.zeros((H, W))
-    amp_sum = 0.0
-    for _ in range(32):
-        f = np.exp(rng.uniform(np.log(0.005), np.log(0.1)))
-        theta, phase = rng.uniform(0, 2 * np.pi, 2)
-        amp = (0.005 / f) ** 0.5
-        img += amp * np.sin(2 * np.pi * f * (np.cos(theta) * x + np.sin(theta) * y) + phase)
-        amp_sum += amp
-    return (0.5 + 0.4 * img / amp_sum * 2.5).clip(0.1, 0.9).astype(np.float32)
+    """A texture translated by a known (dx, dy): see :func:`models.flow.translated_texture`."""
+    return translated_texture(dx, dy, seed, H, W)
 
 
 def best_time(fn: Callable[[], object], repeats: int, inner: int) -> float:

@@ -57,6 +57,7 @@ __all__ = [
     "optical_flow",
     "to_luma",
     "to_numpy",
+    "translated_texture",
 ]
 
 # ITU-R BT.601 luma weights for R, G, B.
@@ -630,3 +631,25 @@ def end_point_error(flow: Any, truth: Any) -> float:
             f"flow shapes do not broadcast: {list(f.shape)} vs {list(t.shape)}"
         ) from e
     return float(np.mean(np.sqrt(np.sum(d * d, axis=-1))))
+
+
+def translated_texture(dx: float = 0.0, dy: float = 0.0, seed: int = 0, h: int = 120, w: int = 160) -> np.ndarray:
+    """Smooth random texture sampled at ``(x - dx, y - dy)``: float32 [h, w] in [0.1, 0.9].
+
+    A sum of sinusoids with random orientation and 1/sqrt(f) amplitudes over
+    0.005..0.1 cycles/px (natural-image-like, no aliasing at 160x120). The
+    normalisation does not depend on the shift, so ``translated_texture(dx, dy)`` is an
+    exact translation of ``translated_texture()`` by ``(dx, dy)``; the true flow is ``(dx, dy)``.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = x - dx, y - dy
+    img = np.zeros((h, w))
+    amp_sum = 0.0
+    for _ in range(32):
+        f = np.exp(rng.uniform(np.log(0.005), np.log(0.1)))
+        theta, phase = rng.uniform(0, 2 * np.pi, 2)
+        amp = (0.005 / f) ** 0.5
+        img += amp * np.sin(2 * np.pi * f * (np.cos(theta) * x + np.sin(theta) * y) + phase)
+        amp_sum += amp
+    return (0.5 + 0.4 * img / amp_sum * 2.5).clip(0.1, 0.9).astype(np.float32)

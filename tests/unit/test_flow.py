@@ -7,32 +7,23 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.flow import FlowConfig, array_module, end_point_error, optical_flow, to_luma, to_numpy
+from models.flow import (
+    FlowConfig,
+    array_module,
+    end_point_error,
+    optical_flow,
+    to_luma,
+    to_numpy,
+    translated_texture,
+)
 
 H, W = 120, 160
 CROP = 16  # border pixels left out of the EPE (content enters/leaves the frame there)
 
 
 def texture(dx: float = 0.0, dy: float = 0.0, seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
-    """Smooth random texture sampled at ``(x - dx, y - dy)``: float32 [h, w] in [0.1, 0.9].
-
-    A sum of sinusoids with random orientation and 1/sqrt(f) amplitudes over
-    0.005..0.1 cycles/px (natural-image-like, no aliasing at 160x120). The
-    normalisation does not depend on the shift, so ``texture(dx, dy)`` is an exact
-    translation of ``texture()`` by ``(dx, dy)``; the true flow is ``(dx, dy)``.
-    """
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    x, y = x - dx, y - dy
-    img = np.zeros((h, w))
-    amp_sum = 0.0
-    for _ in range(32):
-        f = np.exp(rng.uniform(np.log(0.005), np.log(0.1)))
-        theta, phase = rng.uniform(0, 2 * np.pi, 2)
-        amp = (0.005 / f) ** 0.5
-        img += amp * np.sin(2 * np.pi * f * (np.cos(theta) * x + np.sin(theta) * y) + phase)
-        amp_sum += amp
-    return (0.5 + 0.4 * img / amp_sum * 2.5).clip(0.1, 0.9).astype(np.float32)
+    """A texture translated by a known (dx, dy): see :func:`models.flow.translated_texture`."""
+    return translated_texture(dx, dy, seed, h, w)
 
 
 def interior_epe(flow: np.ndarray, dx: float, dy: float) -> float:
