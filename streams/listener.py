@@ -153,7 +153,8 @@ class Listener:
         elif isinstance(message, m.Status):
             self.statuses.append(message)
             if message.level == "info" and message.code == "counters":
-                self.final_counters[message.stage] = {"counters": message.counters, "latency_ms": message.latency_ms}
+                counters = {"received": 0, "emitted": 0, "dropped": 0, **message.counters}
+                self.final_counters[message.stage] = {"counters": counters, "latency_ms": message.latency_ms}
             if self.on_status is not None:
                 self.on_status(message)
 
