@@ -2,10 +2,10 @@
 
 ``deploy/serve.yaml`` points at :func:`build_app` with ``args`` validated by
 :class:`AppConfig` (unknown keys are refused). The NATS URL comes from the config or,
-if absent, from ``MMD_NATS_URL``.
+if absent, from ``MMD_NATS_URL``. (No ``from __future__ import annotations`` here:
+Serve reads the builder's parameter annotation at run time to build the pydantic model.)
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 
