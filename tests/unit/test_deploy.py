@@ -38,3 +38,12 @@ def test_rayservice_manifest_validates_against_kuberay_crd() -> None:
     jsonschema.validate(manifest, schema)
     serve_config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
     AppConfig(**serve_config["applications"][0]["args"])
+
+
+def test_app_builder_annotation_is_the_pydantic_model() -> None:
+    """Serve builds the typed config from the live annotation (a string would reach us as a dict)."""
+    import inspect
+
+    from actors.app import build_app
+
+    assert inspect.signature(build_app).parameters["config"].annotation is AppConfig
