@@ -185,10 +185,16 @@ def test_zero_token_steps_and_reset() -> None:
     assert [m.step(state, empty) for _ in range(5)] == first
 
 
-def test_step_rejects_bad_tokens() -> None:
+def test_step_rejects_bad_tokens_and_foreign_states() -> None:
     m = _model()
     with pytest.raises(ValueError, match=r"float32 \[N, 64\]"):
         m.step(m.new_state(), np.zeros((3, 32), dtype=np.float32))
+    other = _model(CommentatorConfig(**{**TINY.__dict__, "window_positions": 20}))
+    with pytest.raises(ValueError, match="new_state"):
+        m.step(other.new_state(), np.zeros((0, 64), dtype=np.float32))
+    s = m.new_state()
+    with pytest.raises(ValueError, match="twice"):
+        m.step_batch([s, s], [np.zeros((0, 64), np.float32)] * 2)
 
 
 def test_choose_rules() -> None:
