@@ -16,6 +16,7 @@ from typing import Any
 from actors.stage import Session, Stage, StageOptions
 from models.commentator import CommentatorRuntime
 from streams import messages as m
+from streams.errors import SchemaError
 
 
 @dataclass
@@ -54,7 +55,10 @@ class CommentatorStage(Stage):
     def process(self, session: Session, message: m.Message) -> list[m.Message]:
         assert isinstance(message, m.Tokens)
         tokens = message.tokens.to_numpy(dtype="float32", ndim=2)
-        out = self.runtime.step(session.state.model_state, tokens)
+        try:
+            out = self.runtime.step(session.state.model_state, tokens)
+        except ValueError as exc:  # token width or values the model cannot take
+            raise SchemaError(f"tokens rejected by the commentator: {exc}") from None
         session.counters["model_steps"] += 1
         state: CommentatorSession = session.state
         deltas: list[m.Message] = []

@@ -13,6 +13,7 @@ import numpy as np
 from actors.stage import Session, Stage
 from models.flow import optical_flow, to_luma, to_numpy
 from streams import messages as m
+from streams.errors import SchemaError
 
 
 @dataclass
@@ -41,7 +42,7 @@ class FlowStage(Stage):
         assert isinstance(message, m.Frame)
         rgb = message.image.to_numpy(dtype="uint8", ndim=3)
         if rgb.shape[2] != 3:
-            raise m.SchemaError(f"expected uint8 [H, W, 3] RGB, got uint8 {list(rgb.shape)}")
+            raise SchemaError(f"expected uint8 [H, W, 3] RGB, got uint8 {list(rgb.shape)}")
         luma = to_luma(rgb)
         state: FlowState = session.state
         if state.prev_luma is None or state.prev_luma.shape != luma.shape:

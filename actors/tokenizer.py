@@ -12,6 +12,7 @@ import numpy as np
 from actors.stage import Session, Stage
 from models.bflow import BFlowState, BFlowTokenizer
 from streams import messages as m
+from streams.errors import SchemaError
 
 
 class TokenizerStage(Stage):
@@ -31,7 +32,7 @@ class TokenizerStage(Stage):
         rgb = message.image.to_numpy(dtype="uint8", ndim=3)
         flow = message.flow.to_numpy(dtype="float16", ndim=3)
         if flow.shape != (*rgb.shape[:2], 2) or rgb.shape[2] != 3:
-            raise m.SchemaError(
+            raise SchemaError(
                 f"expected uint8 [H, W, 3] and float16 [H, W, 2], got {list(rgb.shape)} and {list(flow.shape)}"
             )
         step = self.tokenizer.step(session.state, rgb, flow.astype(np.float32))
