@@ -134,11 +134,11 @@ class Listener:
             self.malformed += 1
             log.debug("malformed message on %s: %s", msg.subject, exc)
             return
-        self.message_counts[kind] += 1
         if isinstance(message, m.EndOfStream):
             if kind == "audio":
                 self.ended.set()
             return
+        self.message_counts[kind] += 1
         if kind != "status":
             self.arrival_latency_s[kind].append(arrived - message.capture_ts)
         if isinstance(message, m.Tokens):
