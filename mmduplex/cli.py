@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint path (default: %(default)s)")
     p.add_argument("--clips", type=int, default=200, help="procedural clips in all (default: %(default)s)")
     p.add_argument("--held-out", type=int, default=20, help="clips held out for evaluation (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per batch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.set_defaults(func=cmd_train)
