@@ -132,7 +132,11 @@ def main() -> None:
     rows += bench_dis(args.repeats)
 
     shifts = [f"{dx:g},{dy:g}" for dx, dy in SHIFTS]
-    header = f"{'method':32s} {'pairs/s':>8s} {'B=8 pairs/s':>12s}  " + " ".join(f"{s:>9s}" for s in shifts)
+    baseline = rows[0]["single_pairs_per_s"]
+    for row in rows:
+        row["speed_vs_default"] = row["single_pairs_per_s"] / baseline  # type: ignore[operator]
+    header = (f"{'method':32s} {'pairs/s':>8s} {'x default':>9s} {'B=8 pairs/s':>12s}  "
+              + " ".join(f"{s:>9s}" for s in shifts))
     print(f"{H}x{W} luma, EPE in px (interior, mean of {len(SEEDS)} textures) per shift (dx,dy)")
     print(header)
     print("-" * len(header))
@@ -140,7 +144,8 @@ def main() -> None:
         batch = row[f"batch{BATCH}_pairs_per_s"]
         batch_str = f"{batch:12.0f}" if batch is not None else f"{'-':>12s}"
         epes = " ".join(f"{row['epe_px'][s]:9.3f}" for s in shifts)  # type: ignore[index]
-        print(f"{row['method']:32s} {row['single_pairs_per_s']:8.0f} {batch_str}  {epes}")
+        speed = f"{row['single_pairs_per_s']:8.0f} {row['speed_vs_default']:9.2f}"
+        print(f"{row['method']:32s} {speed} {batch_str}  {epes}")
 
     result = {
         "grid": [H, W],
