@@ -55,6 +55,10 @@ class ProducedLine:
     text: str
 
 
+#: Tokens per step of the dense baseline (:func:`models.bflow.dense_tokens`, 8x8 grid).
+DENSE_TOKENS_PER_STEP = 64
+
+
 def run_clip(rt: CommentatorRuntime, feats: ClipFeatures) -> list[ProducedLine]:
     """Streams one clip through the runtime, step by step, from a fresh state.
 
@@ -213,6 +217,7 @@ def evaluate(
     duration_s = 0.0
     nll_sum, nll_n = 0.0, 0
     steps, step_time = 0, 0.0
+    n_tokens = 0  # B-Flow tokens the model read
     examples: list[dict[str, Any]] = []
     for clip, feats in tqdm(
         list(zip(clips, feats_all, strict=True)), desc="eval", disable=not progress
@@ -239,6 +244,7 @@ def evaluate(
         n_false += sum(not h for h in hits)
         n_ref_lines += len(ref_lines)
         duration_s += feats.n_steps / 5.0 if feats.n_steps else 0.0
+        n_tokens += int(feats.counts().sum())
         targets = make_targets(
             [(float(ln.start_s), str(ln.text)) for ln in ref_lines],
             feats.n_steps,
@@ -274,6 +280,10 @@ def evaluate(
         "reference_lines_per_min": n_ref_lines / minutes,
         "lm_ppl": math.exp(nll_sum / nll_n) if nll_n else None,
         "steps_per_s": steps / step_time if step_time > 0 else None,
+        # Token budget: B-Flow against the dense baseline (an 8x8 key view every step,
+        # bflow.dense_tokens) on the same clips.
+        "bflow_tokens_per_s": n_tokens / duration_s if duration_s else 0.0,
+        "dense_tokens_per_s": DENSE_TOKENS_PER_STEP * steps / duration_s if duration_s else 0.0,
         "tolerance_s": tolerance_s,
         "silence_bias": rt.model.cfg.silence_bias,
         "examples": examples,

@@ -125,6 +125,8 @@ def test_train_and_evaluate_end_to_end(clip_dir: Path, tmp_path: Path) -> None:
     assert rt.meta["eval"]["events"] == ev["events"] and rt.model.cfg.d_model == 32
     ev2 = evaluate(out, sorted(clip_dir.glob("*.mp4"))[-1:], workers=1)
     assert ev2["event_mention_rate"] == ev["event_mention_rate"]
+    assert ev2["dense_tokens_per_s"] == 64 * 5.0  # 64 tokens per 5 Hz step
+    assert 0.0 < ev2["bflow_tokens_per_s"] < ev2["dense_tokens_per_s"]
 
 
 def test_train_needs_enough_clips(clip_dir: Path, tmp_path: Path) -> None:
