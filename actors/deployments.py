@@ -53,13 +53,6 @@ class _Replica:
         """Raise (so Serve restarts the replica) when it cannot work."""
         self.component.check_health()
 
-    async def stats(self) -> dict[str, Any]:
-        """Counters of every stream this replica holds (for tests and operators)."""
-        sessions = getattr(self.component, "sessions", {})
-        if callable(sessions):
-            return {"sessions": await sessions()}
-        return {stream: dict(s.counters) for stream, s in sessions.items()}
-
     async def __del__(self) -> None:
         await self.component.stop()
 

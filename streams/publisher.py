@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
+import nats.errors
+
 from models.video import codec_params, open_container, packet_time_s
 from streams import messages as m
 from streams.bus import connect
@@ -168,14 +171,10 @@ async def publish(
         await nc.flush(timeout=5)
         if open_with_controller:
             await close_session(nc, stream, prefix=prefix)
-    except (MediaError, SessionError, TransportError):
-        raise
-    except Exception as exc:
-        if closed.is_set() or nc.is_closed or "onnection" in type(exc).__name__:
-            raise TransportError(f"NATS connection to {nats_url} was lost: {type(exc).__name__}") from None
-        if "av." in type(exc).__module__ or type(exc).__module__.startswith("av"):
-            raise MediaError(f"cannot read {source!r}: {exc}") from None
-        raise
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot read {source!r}: {exc}") from None
+    except (nats.errors.Error, ConnectionError) as exc:
+        raise TransportError(f"NATS connection to {nats_url} was lost: {type(exc).__name__}") from None
     finally:
         container.close()
         if not nc.is_closed:
