@@ -2,14 +2,14 @@
 
 Runs the duplex model (:mod:`models.commentator`): one model step per incoming token
 message (one per model tick, 5 Hz), whether or not it is speaking; the model decides
-itself when to speak (a word), stay silent (``<sil>``) or end its line (``<eol>``).
-Each stream has its own bounded KV cache. Words go out as soon as they are decided,
-stamped with the video time of the step that produced them.
+itself when to speak, stay silent (the silence token) or end its line. Each stream
+has its own bounded KV cache. Text goes out as soon as it is decided, stamped with
+the video time of the step that produced it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ class CommentatorSession:
     Attributes:
         model_state: The model's streaming state (KV cache, last token).
         utterance: Number of the current (or next) line.
-        words: Words of the current line so far.
+        text: Text of the current line so far.
     """
 
     model_state: Any
     utterance: int = 0
-    words: list[str] = field(default_factory=list)
+    text: str = ""
 
 
 class CommentatorStage(Stage):
@@ -41,9 +41,6 @@ class CommentatorStage(Stage):
     input_kind = "tokens"
     output_kind = "text"
     accepts = (m.Tokens, m.EndOfStream)
-
-    #: A line is closed after this many words even if the model has not ended it.
-    max_words_per_line = 16
 
     def __init__(self, options: StageOptions, *, checkpoint: Path) -> None:
         super().__init__(options)
@@ -56,29 +53,30 @@ class CommentatorStage(Stage):
         assert isinstance(message, m.Tokens)
         tokens = message.tokens.to_numpy(dtype="float32", ndim=2)
         try:
-            out = self.runtime.step(session.state.model_state, tokens)
+            pieces = self.runtime.step(session.state.model_state, tokens)
         except ValueError as exc:  # token width or values the model cannot take
             raise SchemaError(f"tokens rejected by the commentator: {exc}") from None
         session.counters["model_steps"] += 1
         state: CommentatorSession = session.state
         deltas: list[m.Message] = []
-        if out.word:
-            text = out.word if not state.words else " " + out.word
-            state.words.append(out.word)
-            session.counters["words"] += 1
-            deltas.append(self._delta(session, message, text, final=False))
-        if state.words and (out.end_of_line or len(state.words) >= self.max_words_per_line):
-            deltas.append(self._end_line(session, message))
+        for piece in pieces:
+            if piece.text:
+                text = piece.text if state.text else piece.text.lstrip()
+                state.text += text
+                session.counters["text_tokens"] += 1
+                deltas.append(self._delta(session, message, text, final=False))
+            if piece.end_of_line and state.text:
+                deltas.append(self._end_line(session, message))
         return deltas
 
     def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
-        tail = [self._end_line(session, message)] if session.state.words else []
+        tail = [self._end_line(session, message)] if session.state.text else []
         return [*tail, self.forward_eos(session, message)]
 
     def _end_line(self, session: Session, message: m.Message) -> m.Message:
         state: CommentatorSession = session.state
         delta = self._delta(session, message, "", final=True)
-        state.words.clear()
+        state.text = ""
         state.utterance += 1
         session.counters["lines"] += 1
         return delta

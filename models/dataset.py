@@ -12,9 +12,9 @@ everything that determines them (feature format version, token width, model grid
 flow and tokenizer configs, and the source code of the video/flow/tokenizer modules),
 so retraining never recomputes and a code change never reuses stale features.
 
-Targets (one text token per step): each transcript line's words are placed one word
-per step from step ``round(start_s * fps) + delay``, followed by ``<eol>``; ``<sil>``
-elsewhere. A line that would start before the previous one ended is shifted later.
+Targets: each transcript line is tokenised by the model's text codec and laid out
+over the steps from ``round(start_s * fps) + delay`` by the duplex format
+(:mod:`models.duplex`), which turns the clip into model positions.
 
 This module does not import torch (feature extraction runs in worker processes).
 """
@@ -29,24 +29,30 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models import bflow, flow, video
-from models.vocab import Vocab
+from models.duplex import PositionSequence, build_sequence, layout_lines
+
+if TYPE_CHECKING:
+    from models.text import TextCodec
 
 __all__ = [
     "FEATURE_VERSION",
     "ClipExample",
     "ClipFeatures",
     "clip_lines",
+    "VIDEO_TOKENIZERS",
+    "compute_dense_features",
     "compute_features",
     "feature_key",
     "find_clips",
     "load_all_features",
     "load_examples",
     "load_features",
-    "make_targets",
+    "clip_sequence",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,17 +96,26 @@ class ClipExample:
     Attributes:
         path: The clip's video file.
         features: Its B-Flow tokens.
-        targets: int64 ``[T]`` token to emit at each step (see :func:`make_targets`).
+        sequence: Its model positions and targets (see :func:`clip_sequence`).
     """
 
     path: Path
     features: ClipFeatures
-    targets: np.ndarray
+    sequence: PositionSequence
 
 
-def feature_key() -> str:
+#: Video tokenizers of the features: B-Flow (what the live system runs) and the dense
+#: baseline of the ablation (an 8x8 key view of every frame, :func:`compute_dense_features`).
+VIDEO_TOKENIZERS = ("bflow", "dense")
+
+
+def feature_key(tokenizer: str = "bflow") -> str:
     """Hash of everything that determines cached features (12 hex digits)."""
+    if tokenizer not in VIDEO_TOKENIZERS:
+        raise ValueError(f"unknown video tokenizer {tokenizer!r}, expected one of {VIDEO_TOKENIZERS}")
     h = hashlib.sha256()
+    if tokenizer == "dense":
+        h.update(inspect.getsource(compute_dense_features).encode())
     h.update(f"v{FEATURE_VERSION};dim{bflow.TOKEN_DIM};{video.ModelGrid()!r};".encode())
     h.update(repr(flow.FlowConfig()).encode())
     for cfg_name in ("BFlowConfig", "TokenizerConfig"):
@@ -159,19 +174,49 @@ def compute_features(path: Path) -> ClipFeatures:
     )
 
 
-def _cache_path(path: Path, key: str) -> Path:
-    return path.with_name(f"{path.stem}.feat-{key}.npz")
+def compute_dense_features(path: Path) -> ClipFeatures:
+    """The dense baseline: 64 key-view tokens of every frame (:func:`models.bflow.dense_tokens`).
+
+    Args:
+        path: A video file.
+
+    Returns:
+        The clip's features (one step per model-grid frame, 64 tokens each).
+
+    Raises:
+        MediaError: If the file cannot be decoded.
+    """
+    pts, chunks = [], []
+    for frame in video.iter_model_frames(path):
+        pts.append(frame.pts_s)
+        chunks.append(bflow.dense_tokens(frame.rgb))
+    counts = np.array([c.shape[0] for c in chunks], dtype=np.int64)
+    return ClipFeatures(
+        pts_s=np.asarray(pts, dtype=np.float64),
+        tokens=np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, bflow.TOKEN_DIM), np.float32),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        is_key=np.ones(len(chunks), dtype=bool),
+    )
 
 
-def load_features(path: Path, *, key: str | None = None) -> ClipFeatures:
+_CACHE_PREFIX = {"bflow": "feat", "dense": "dense"}
+
+
+def _cache_path(path: Path, key: str, tokenizer: str) -> Path:
+    return path.with_name(f"{path.stem}.{_CACHE_PREFIX[tokenizer]}-{key}.npz")
+
+
+def load_features(path: Path, *, key: str | None = None, tokenizer: str = "bflow") -> ClipFeatures:
     """Features of a clip, from the ``.npz`` cache or computed (and then cached).
 
-    Writing a new cache file removes the clip's cache files of other keys (features
-    of older code).
+    The cache is used only if the video's size and modification time match those it
+    was made from. Writing a new cache file removes the clip's cache files of other
+    keys (features of older code).
 
     Args:
         path: The clip's video file.
         key: :func:`feature_key` (pass it when calling in a loop; computed if None).
+        tokenizer: ``"bflow"`` or ``"dense"`` (the ablation baseline).
 
     Returns:
         The clip's features.
@@ -180,29 +225,28 @@ def load_features(path: Path, *, key: str | None = None) -> ClipFeatures:
         MediaError: If the video cannot be decoded.
     """
     path = Path(path)
-    cache = _cache_path(path, key or feature_key())
+    cache = _cache_path(path, key or feature_key(tokenizer), tokenizer)
+    st = path.stat()
+    source = np.array([st.st_size, st.st_mtime_ns], dtype=np.int64)  # a replaced video invalidates the cache
     if cache.is_file():
         try:
             with np.load(cache) as z:
-                return ClipFeatures(
-                    pts_s=z["pts_s"], tokens=z["tokens"], offsets=z["offsets"], is_key=z["is_key"]
-                )
+                if np.array_equal(z["source"], source):
+                    return ClipFeatures(pts_s=z["pts_s"], tokens=z["tokens"], offsets=z["offsets"], is_key=z["is_key"])
         except (OSError, KeyError, ValueError) as e:
             log.warning("ignoring unreadable feature cache %s: %s", cache, e)
-    feats = compute_features(path)
+    feats = compute_features(path) if tokenizer == "bflow" else compute_dense_features(path)
     tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(
-        tmp, pts_s=feats.pts_s, tokens=feats.tokens, offsets=feats.offsets, is_key=feats.is_key
-    )
+    np.savez(tmp, pts_s=feats.pts_s, tokens=feats.tokens, offsets=feats.offsets, is_key=feats.is_key, source=source)
     tmp.replace(cache)
-    for stale in path.parent.glob(f"{path.stem}.feat-*.npz"):  # features of older code
+    for stale in path.parent.glob(f"{path.stem}.{_CACHE_PREFIX[tokenizer]}-*.npz"):  # features of older code
         if stale != cache:
             stale.unlink(missing_ok=True)
     return feats
 
 
-def _load_one(args: tuple[str, str]) -> ClipFeatures:
-    return load_features(Path(args[0]), key=args[1])
+def _load_one(args: tuple[str, str, str]) -> ClipFeatures:
+    return load_features(Path(args[0]), key=args[1], tokenizer=args[2])
 
 
 def load_all_features(
@@ -211,11 +255,13 @@ def load_all_features(
     workers: int = 2,
     progress: bool = False,
     desc: str = "features",
+    tokenizer: str = "bflow",
 ) -> list[ClipFeatures]:
     """Loads or computes the features of many clips, in worker processes.
 
     Args:
         paths: Video files.
+        tokenizer: ``"bflow"`` or ``"dense"``.
         workers: Processes (``<= 1``: in this process).
         progress: Show a tqdm progress bar.
         desc: Progress bar label.
@@ -228,8 +274,8 @@ def load_all_features(
     """
     from tqdm.auto import tqdm
 
-    key = feature_key()
-    jobs = [(str(p), key) for p in paths]
+    key = feature_key(tokenizer)
+    jobs = [(str(p), key, tokenizer) for p in paths]
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="clip")
     out: list[ClipFeatures] = []
     try:
@@ -248,42 +294,34 @@ def load_all_features(
     return out
 
 
-def make_targets(
+def clip_sequence(
     lines: Iterable[tuple[float, str]],
     n_steps: int,
-    vocab: Vocab,
+    codec: TextCodec,
     *,
+    fmt: str,
+    k: int,
     fps_hz: float = video.MODEL_FPS_HZ,
     delay_steps: int = 0,
-) -> np.ndarray:
-    """Per-step text targets of a clip.
+) -> PositionSequence:
+    """Model positions and targets of one clip.
 
     Args:
         lines: ``(start_s, text)`` of each transcript line (any order).
         n_steps: Steps of the clip (``T``).
-        vocab: Vocabulary (unknown words become ``<unk>``).
+        codec: The model's text codec.
+        fmt: Duplex format (``"interleaved"`` or ``"parallel"``).
+        k: Most text tokens per step (1 for ``parallel``).
         fps_hz: Model steps per second.
-        delay_steps: Extra delay of every line, in steps (the text stream trails
-            the video it talks about).
+        delay_steps: Extra delay of every line, in steps.
 
     Returns:
-        int64 ``[T]``: words one per step from ``round(start_s * fps) + delay``, then
-        ``<eol>``; ``<sil>`` elsewhere. Overlapping lines are shifted later; what
-        falls past the end of the clip is dropped.
+        The positions (see :func:`models.duplex.build_sequence`).
     """
-    y = np.full(n_steps, vocab.sil_id, dtype=np.int64)
-    cursor = 0
-    for start_s, text in sorted(lines, key=lambda x: x[0]):
-        ids = vocab.encode(text)
-        if not ids:
-            continue
-        t0 = max(round(start_s * fps_hz) + delay_steps, cursor, 0)
-        seq = [*ids, vocab.eol_id]
-        for i, tok in enumerate(seq):
-            if t0 + i < n_steps:
-                y[t0 + i] = tok
-        cursor = t0 + len(seq)
-    return y
+    ids = [(start_s, codec.encode(text)) for start_s, text in lines]
+    per_step = layout_lines(ids, n_steps, tokens_per_step=k, eol_id=codec.eol_id, fps_hz=fps_hz,
+                            delay_steps=delay_steps)
+    return build_sequence(per_step, fmt, k=k, sil_id=codec.sil_id)
 
 
 def find_clips(data_dir: Path) -> list[Path]:
@@ -307,22 +345,28 @@ def clip_lines(path: Path) -> list[tuple[float, str]]:
 
 def load_examples(
     paths: Sequence[Path],
-    vocab: Vocab,
+    codec: TextCodec,
     *,
+    fmt: str,
+    k: int,
     delay_steps: int = 0,
     workers: int = 2,
     progress: bool = False,
     desc: str = "features",
+    tokenizer: str = "bflow",
 ) -> list[ClipExample]:
-    """Features and targets of many clips.
+    """Features and position sequences of many clips.
 
     Args:
         paths: Video files (each with a ``.json`` transcript).
-        vocab: Vocabulary for the targets.
-        delay_steps: See :func:`make_targets`.
+        codec: The model's text codec.
+        fmt: Duplex format.
+        k: Most text tokens per step.
+        delay_steps: See :func:`clip_sequence`.
         workers: Feature extraction processes.
         progress: Show progress.
         desc: Progress bar label.
+        tokenizer: ``"bflow"`` or ``"dense"``.
 
     Returns:
         One example per clip, in order.
@@ -330,13 +374,12 @@ def load_examples(
     Raises:
         MediaError: If a video cannot be decoded.
     """
-    feats = load_all_features(paths, workers=workers, progress=progress, desc=desc)
+    feats = load_all_features(paths, workers=workers, progress=progress, desc=desc, tokenizer=tokenizer)
     return [
         ClipExample(
             path=Path(p),
             features=f,
-            targets=make_targets(clip_lines(Path(p)), f.n_steps, vocab, delay_steps=delay_steps),
+            sequence=clip_sequence(clip_lines(Path(p)), f.n_steps, codec, fmt=fmt, k=k, delay_steps=delay_steps),
         )
         for p, f in zip(paths, feats, strict=True)
     ]
-

@@ -1,45 +1,47 @@
 """Evaluation of the commentator on clips with scripted events.
 
-The model runs exactly as the live commentator actor runs it: one
-:meth:`CommentatorRuntime.step` per model step, fed the same B-Flow tokens
-(:mod:`models.dataset`), greedy decoding, a fresh session state per clip. Produced
-lines are the words up to ``<eol>``; a line is stamped with the media time of its
-first word.
+Two passes per clip, both through the same model code the live actor runs:
 
-Metrics:
+* **streaming** (:func:`run_clip`): one :meth:`CommentatorRuntime.step` per model
+  step, fed the same B-Flow tokens (:mod:`models.dataset`), greedy decoding, the
+  bounded KV cache; produced lines are stamped with the media time of their first
+  token. From these: ``event_recall`` / ``event_precision`` (a line within
+  ``±tolerance_s`` that mentions the event, :func:`models.metrics.event_scores`),
+  ``per_kind`` recall, ``semantic_similarity`` to the reference lines
+  (all-MiniLM-L6-v2, :mod:`models.similarity`), ``steps_per_s`` and
+  ``positions_per_s``;
+* **teacher-forced** (:func:`teacher_forced`): the reference transcript in the duplex
+  format, for VideoLLM-online's ``lm_ppl``, ``time_diff_s`` and ``fluency`` (with the
+  early/late variants; :mod:`models.metrics`).
 
-* ``event_mention_rate``: fraction of scripted events for which some produced line
-  starting within ``±tolerance_s`` of the event contains one of
-  ``EVENT_KEYWORDS[kind]`` (event recall, as in VideoLLM-online's time-tolerant
-  scoring); also per event kind;
-* ``event_mention_rate_strict``: the same, but a pan line must also name the
-  pan's direction (``procedural.matches_event``);
-* ``time_diff_s``: mean ``|line start - event time|`` of the closest matching line
-  of each mentioned event (VideoLLM-online's TimeDiff);
-* ``false_alarm_rate``: fraction of produced lines that mention no event within the
-  tolerance;
-* ``lines_per_min`` (produced vs reference), ``lm_ppl`` (teacher-forced perplexity
-  of word and ``<eol>`` targets) and streaming ``steps_per_s``.
+Token budget: ``bflow_tokens_per_s`` against ``dense_tokens_per_s``, the dense
+baseline of an 8x8 key view every step (:func:`models.bflow.dense_tokens`), on the
+same clips.
+
+``continuous=True`` streams all clips through one session without a reset (an
+endless stream; the KV cache fills and slides), and ``window_positions`` overrides
+the cache window (a huge one is the unbounded-cache reference).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from models.commentator import CommentatorRuntime
-from models.dataset import ClipFeatures, load_all_features, make_targets
+from models.commentator import CommentatorRuntime, CommentatorState
+from models.dataset import ClipFeatures, clip_sequence, load_all_features
+from models.duplex import IGNORE, PositionSequence
+from models.metrics import combine, event_scores, stream_metrics
+from models.video import MODEL_FPS_HZ
 from models.vocab import words
 
-__all__ = ["ProducedLine", "evaluate", "mentions", "run_clip", "score_clip"]
+__all__ = ["ProducedLine", "evaluate", "mentions", "run_clip", "teacher_forced"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class ProducedLine:
     """A line the commentator said.
 
     Attributes:
-        start_s: Media time of its first word, seconds on the clip's clock.
-        text: Its words, space-separated.
+        start_s: Media time of its first token, seconds on the clip's clock.
+        text: Its text.
     """
 
     start_s: float
@@ -59,32 +61,75 @@ class ProducedLine:
 DENSE_TOKENS_PER_STEP = 64
 
 
-def run_clip(rt: CommentatorRuntime, feats: ClipFeatures) -> list[ProducedLine]:
-    """Streams one clip through the runtime, step by step, from a fresh state.
+def run_clip(
+    rt: CommentatorRuntime, feats: ClipFeatures, state: CommentatorState | None = None
+) -> list[ProducedLine]:
+    """Streams one clip through the runtime, step by step.
 
     Args:
         rt: The loaded commentator.
         feats: The clip's per-step tokens.
+        state: Session state to continue (default: a fresh one).
 
     Returns:
         The produced lines in order (an unfinished last line is included).
     """
-    state = rt.new_state()
+    state = state if state is not None else rt.new_state()
     lines: list[ProducedLine] = []
-    cur: list[str] = []
-    start = 0.0
+    cur, start = "", 0.0
     for t in range(feats.n_steps):
-        out = rt.step(state, feats.step_tokens(t))
-        if out.word is not None:
-            if not cur:
+        for piece in rt.step(state, feats.step_tokens(t)):
+            if piece.text and not cur:
                 start = float(feats.pts_s[t])
-            cur.append(out.word)
-        elif out.end_of_line and cur:
-            lines.append(ProducedLine(start, " ".join(cur)))
-            cur = []
-    if cur:
-        lines.append(ProducedLine(start, " ".join(cur)))
+            cur += piece.text
+            if piece.end_of_line and cur.strip():
+                lines.append(ProducedLine(start, cur.strip()))
+                cur = ""
+    if cur.strip():
+        lines.append(ProducedLine(start, cur.strip()))
     return lines
+
+
+@torch.no_grad()
+def teacher_forced(
+    rt: CommentatorRuntime, feats: ClipFeatures, seq: PositionSequence
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the reference sequence with a causal mask, in windows of the cache capacity.
+
+    Args:
+        rt: The loaded commentator.
+        feats: The clip's per-step tokens.
+        seq: The clip's positions (:func:`models.dataset.clip_sequence`).
+
+    Returns:
+        ``(pred int64 [P], logprob_target float32 [P])``: argmax and log-probability of
+        the target at each position (0 where the target is ignored).
+    """
+    model = rt.model
+    cap = model.cfg.capacity
+    n = len(seq)
+    pred = np.zeros(n, np.int64)
+    logp = np.zeros(n, np.float32)
+    for a in range(0, n, cap):
+        b = min(n, a + cap)
+        frames = seq.is_frame[a:b]
+        steps = seq.step[a:b]
+        nmax = max(1, int((feats.counts()[steps] * frames).max(initial=0)))
+        vt = torch.zeros(1, b - a, nmax, model.cfg.token_dim)
+        vm = torch.zeros(1, b - a, nmax, dtype=torch.bool)
+        for i in np.flatnonzero(frames):
+            tok = feats.step_tokens(int(steps[i]))
+            vt[0, i, : tok.shape[0]] = torch.from_numpy(tok)
+            vm[0, i, : tok.shape[0]] = True
+        text = torch.from_numpy(seq.text_in[a:b].copy())[None]
+        logits = model(vt, vm, torch.from_numpy(frames.copy())[None], text)[0]
+        logits = logits.masked_fill(model.banned, float("-inf"))
+        lp = torch.log_softmax(logits, -1)
+        y = torch.from_numpy(seq.target[a:b].copy())
+        pred[a:b] = lp.argmax(-1).numpy()
+        ok = y != IGNORE
+        logp[a:b][ok.numpy()] = lp[ok, y[ok]].numpy()
+    return pred, logp
 
 
 def mentions(text: str, kind: str, *, strict: bool = False) -> bool:
@@ -109,94 +154,42 @@ def mentions(text: str, kind: str, *, strict: bool = False) -> bool:
     return direction is None or direction in ws
 
 
-def score_clip(
-    events: list[tuple[float, str]],
-    lines: list[ProducedLine],
-    tolerance_s: float,
-    *,
-    strict: bool = False,
-) -> tuple[list[float | None], list[bool]]:
-    """Matches produced lines against scripted events.
-
-    Args:
-        events: ``(t_s, kind)`` per scripted event.
-        lines: Produced lines.
-        tolerance_s: Allowed ``|line start - event time|`` in seconds.
-        strict: See :func:`mentions`.
-
-    Returns:
-        ``(diffs, line_hits)``: per event, the smallest ``|Δt|`` in seconds of a
-        matching line (see :func:`mentions`) or None if unmentioned; per line,
-        whether it mentions any event within the tolerance.
-    """
-    diffs: list[float | None] = []
-    hits = [False] * len(lines)
-    for t_s, kind in events:
-        best: float | None = None
-        for i, ln in enumerate(lines):
-            dt = abs(ln.start_s - t_s)
-            if dt <= tolerance_s and mentions(ln.text, kind, strict=strict):
-                hits[i] = True
-                best = dt if best is None else min(best, dt)
-        diffs.append(best)
-    return diffs, hits
-
-
-def _lm_nll(rt: CommentatorRuntime, feats: ClipFeatures, targets: np.ndarray) -> tuple[float, int]:
-    """Teacher-forced NLL summed over word and <eol> targets (and their count)."""
-    v = rt.vocab
-    t = feats.n_steps
-    cap = rt.model.cfg.capacity
-    nll, n = 0.0, 0
-    for s0 in range(0, t, cap):  # clips longer than the cache: independent chunks
-        s1 = min(t, s0 + cap)
-        counts = feats.counts()[s0:s1]
-        nmax = max(1, int(counts.max()) if len(counts) else 1)
-        vt = torch.zeros(1, s1 - s0, nmax, rt.model.cfg.token_dim)
-        vm = torch.zeros(1, s1 - s0, nmax, dtype=torch.bool)
-        for i in range(s0, s1):
-            a = feats.step_tokens(i)
-            vt[0, i - s0, : a.shape[0]] = torch.from_numpy(a)
-            vm[0, i - s0, : a.shape[0]] = True
-        y = torch.from_numpy(targets[s0:s1])
-        prev = torch.cat([torch.tensor([v.sil_id]), y[:-1]])[None]
-        with torch.no_grad():
-            logits = rt.model(vt, vm, prev)[0]
-        keep = y != v.sil_id
-        if keep.any():
-            nll += float(F.cross_entropy(logits[keep], y[keep], reduction="sum"))
-            n += int(keep.sum())
-    return nll, n
-
-
 def evaluate(
     checkpoint: Path,
     clips: list[Path],
     *,
-    tolerance_s: float = 2.0,
+    tolerance_s: float = 1.0,
     silence_bias: float | None = None,
+    window_positions: int | None = None,
+    continuous: bool = False,
+    similarity: bool = True,
     out_json: Path | None = None,
     progress: bool = False,
     workers: int = 2,
 ) -> dict[str, Any]:
-    """Evaluates a checkpoint on clips with scripted events (streaming path).
+    """Evaluates a checkpoint on clips with scripted events.
 
     Args:
         checkpoint: Commentator checkpoint (``.pt``).
         clips: Video files, each with a ``.json`` transcript with events.
         tolerance_s: Time tolerance of an event mention, seconds.
         silence_bias: Override of the checkpoint's ``silence_bias``.
+        window_positions: Override of the KV cache window (streaming pass only).
+        continuous: One session for all clips (an endless stream) instead of a fresh
+            session per clip.
+        similarity: Compute ``semantic_similarity`` (loads all-MiniLM-L6-v2).
         out_json: Also write the metrics there as JSON.
         progress: Show progress bars.
         workers: Processes for (uncached) feature extraction.
 
     Returns:
-        Metrics (see module docstring; a rate is None when it has no denominator),
-        plus ``per_kind`` and ``examples`` (events, reference and produced lines of
-        the first three clips).
+        Metrics (see module docstring; a rate without denominator is None), plus
+        ``per_kind`` and ``examples`` (events, reference and produced lines of the first
+        three clips).
 
     Raises:
         CheckpointError: If the checkpoint is missing or invalid.
+        BackboneError: If its backbone is not available locally.
         MediaError: If a clip cannot be decoded.
         ValueError: If ``clips`` is empty.
     """
@@ -207,84 +200,96 @@ def evaluate(
     if not clips:
         raise ValueError("no clips to evaluate")
     rt = CommentatorRuntime.load(Path(checkpoint), silence_bias=silence_bias)
+    cfg = rt.model.cfg
+    if window_positions is not None:
+        rt.model.cfg = replace(cfg, window_positions=int(window_positions))
     delay = int(rt.meta.get("train", {}).get("delay_steps", 0))
-    feats_all = load_all_features(
-        [Path(c) for c in clips], workers=workers, progress=progress, desc="eval features"
-    )
+    encoder = None
+    if similarity:
+        from models.similarity import SentenceEncoder, semantic_similarity
+
+        encoder = SentenceEncoder.load()
+    feats_all = load_all_features([Path(c) for c in clips], workers=workers, progress=progress, desc="eval features",
+                                  tokenizer=cfg.video_tokenizer)
     per_kind: dict[str, list[int]] = {}
-    all_diffs: list[float] = []
-    n_events = n_hit = n_hit_strict = n_lines = n_false = n_ref_lines = 0
+    recall_hits = n_events = precision_hits = n_lines = n_ref_lines = ref_hits = 0
+    sims: list[float] = []
+    parts = []
     duration_s = 0.0
-    nll_sum, nll_n = 0.0, 0
-    steps, step_time = 0, 0.0
-    n_tokens = 0  # B-Flow tokens the model read
+    steps = positions = n_tokens = 0
+    step_time = 0.0
+    kv_bytes = 0
     examples: list[dict[str, Any]] = []
-    for clip, feats in tqdm(
-        list(zip(clips, feats_all, strict=True)), desc="eval", disable=not progress
-    ):
-        events_raw, ref_lines = read_transcript(Path(clip).with_suffix(".json"))
+    state = rt.new_state() if continuous else None
+    for clip, feats in tqdm(list(zip(clips, feats_all, strict=True)), desc="eval", disable=not progress):
+        events_raw, ref_raw = read_transcript(Path(clip).with_suffix(".json"))
         events = [(float(e.t_s), str(e.kind)) for e in events_raw]
+        refs = [(float(r.start_s), str(r.text)) for r in ref_raw]
+        st = state if continuous else rt.new_state()
+        p0 = st.positions
         t0 = time.perf_counter()
-        lines = run_clip(rt, feats)
+        lines = run_clip(rt, feats, st)
         step_time += time.perf_counter() - t0
+        kv_bytes = max(kv_bytes, st.nbytes())
         steps += feats.n_steps
-        diffs, hits = score_clip(events, lines, tolerance_s)
-        strict_diffs, _ = score_clip(events, lines, tolerance_s, strict=True)
-        n_hit_strict += sum(d is not None for d in strict_diffs)
-        for (_, kind), d, ds in zip(events, diffs, strict_diffs, strict=True):
-            k = per_kind.setdefault(kind, [0, 0, 0])
+        positions += st.positions - p0
+        produced = [(ln.start_s, ln.text) for ln in lines]
+        ref_hits += event_scores(events, refs, tolerance_s, mentions=mentions)[0]
+        r_hit, n_ev, p_hit, n_ln = event_scores(events, produced, tolerance_s, mentions=mentions)
+        recall_hits, n_events, precision_hits, n_lines = (
+            recall_hits + r_hit, n_events + n_ev, precision_hits + p_hit, n_lines + n_ln)
+        for t_s, kind in events:
+            k = per_kind.setdefault(kind, [0, 0])
             k[0] += 1
-            k[1] += d is not None
-            k[2] += ds is not None
-            if d is not None:
-                all_diffs.append(d)
-        n_events += len(events)
-        n_hit += sum(d is not None for d in diffs)
-        n_lines += len(lines)
-        n_false += sum(not h for h in hits)
-        n_ref_lines += len(ref_lines)
-        duration_s += feats.n_steps / 5.0 if feats.n_steps else 0.0
+            k[1] += event_scores([(t_s, kind)], produced, tolerance_s, mentions=mentions)[0]
+        if encoder is not None and refs:
+            sim = semantic_similarity(produced, refs, encoder, window_s=2.0)
+            if sim is not None:
+                sims.append(sim)
+        n_ref_lines += len(refs)
+        duration_s += feats.n_steps / MODEL_FPS_HZ
         n_tokens += int(feats.counts().sum())
-        targets = make_targets(
-            [(float(ln.start_s), str(ln.text)) for ln in ref_lines],
-            feats.n_steps,
-            rt.vocab,
-            delay_steps=delay,
-        )
-        nll, n = _lm_nll(rt, feats, targets)
-        nll_sum += nll
-        nll_n += n
+
+        seq = clip_sequence(refs, feats.n_steps, rt.codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
+                            delay_steps=delay)
+        pred, logp = teacher_forced(rt, feats, seq)
+        parts.append(stream_metrics(seq.target, pred, logp, seq.is_frame, feats.pts_s[seq.step],
+                                    sil_id=rt.codec.sil_id, eol_id=rt.codec.eol_id))
         if len(examples) < 3:
-            examples.append(
-                {
-                    "clip": Path(clip).name,
-                    "events": [{"t_s": t, "kind": k} for t, k in events],
-                    "reference": [{"start_s": float(r.start_s), "text": r.text} for r in ref_lines],
-                    "produced": [{"start_s": ln.start_s, "text": ln.text} for ln in lines],
-                }
-            )
+            examples.append({
+                "clip": Path(clip).name,
+                "events": [{"t_s": t, "kind": k} for t, k in events],
+                "reference": [{"start_s": t, "text": x} for t, x in refs],
+                "produced": [{"start_s": ln.start_s, "text": ln.text} for ln in lines],
+            })
     minutes = max(duration_s / 60.0, 1e-9)
+    tf = combine(parts).summary()
     metrics: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "backbone": cfg.backbone,
+        "duplex_format": cfg.duplex_format,
+        "video_tokenizer": cfg.video_tokenizer,
         "clips": len(clips),
         "events": n_events,
-        "event_mention_rate": n_hit / n_events if n_events else None,
-        "event_mention_rate_strict": n_hit_strict / n_events if n_events else None,
-        "per_kind": {
-            k: {"events": v[0], "mentioned": v[1], "rate": v[1] / v[0], "rate_strict": v[2] / v[0]}
-            for k, v in sorted(per_kind.items())
-        },
-        "time_diff_s": float(np.mean(all_diffs)) if all_diffs else None,
+        "event_recall": recall_hits / n_events if n_events else None,
+        "event_precision": precision_hits / n_lines if n_lines else None,
+        "tolerance_s": tolerance_s,
+        # The reference transcript scored the same way: the ceiling of a model that imitates it.
+        "reference_event_recall": ref_hits / n_events if n_events else None,
+        "per_kind": {k: {"events": v[0], "recalled": v[1], "recall": v[1] / v[0]} for k, v in sorted(per_kind.items())},
+        **{k: tf[k] for k in ("lm_ppl", "time_diff_s", "fluency", "time_diff_early_s", "time_diff_late_s",
+                              "early_rate", "on_time_rate", "late_rate", "lm_correctness", "n_turns")},
+        "semantic_similarity": float(np.mean(sims)) if sims else None,
         "lines": n_lines,
-        "false_alarm_rate": n_false / n_lines if n_lines else 0.0,
         "lines_per_min": n_lines / minutes,
         "reference_lines_per_min": n_ref_lines / minutes,
-        "lm_ppl": math.exp(nll_sum / nll_n) if nll_n else None,
         "steps_per_s": steps / step_time if step_time > 0 else None,
-        # Token budget: B-Flow against the dense baseline (an 8x8 key view every step,
-        # bflow.dense_tokens) on the same clips.
+        "positions_per_s": positions / step_time if step_time > 0 else None,
         "bflow_tokens_per_s": n_tokens / duration_s if duration_s else 0.0,
         "dense_tokens_per_s": DENSE_TOKENS_PER_STEP * steps / duration_s if duration_s else 0.0,
-        "tolerance_s": tolerance_s,
+        "kv_cache_bytes_per_session": kv_bytes,
+        "window_positions": rt.model.cfg.window_positions,
+        "continuous": continuous,
         "silence_bias": rt.model.cfg.silence_bias,
         "examples": examples,
     }

@@ -9,10 +9,17 @@ Two clip kinds are rendered with NumPy only:
 * ``scene``: generic textured scenes. Events: ``pan_left``, ``pan_right``, ``cut``,
   ``enter``, ``leave``; static stretches in between.
 
-Every event gets one commentary line that starts 0.2-0.6 s after the event (later only
-when the previous line is still being spoken: lines never overlap) and lasts
-``SECONDS_PER_WORD`` per word. A clip on disk is an H.264 MP4 plus a JSON transcript
-next to it, the same format a real commentary corpus is converted to.
+One more event kind, ``move`` (something moves inside the frame), is never rendered
+here: it is measured on real footage by :mod:`models.autolabel`, and is registered
+below so that its transcripts read and its lines score like the others.
+
+Every event gets one commentary line that starts 0.2-0.6 s after the event (at least
+``LINE_GAP_S`` after the previous line's start) and lasts ``SECONDS_PER_WORD`` per word.
+Lines are timed to their event, not queued behind the previous spoken line: a save or
+goal line may start while the shot line is still being spoken (the TTS stage queues
+speech; the text should be as timely as the reaction). The next scripted action waits
+until the commentator is quiet, so only shot -> save/goal lines overlap. A clip on disk
+is an H.264 MP4 plus a JSON transcript next to it, the same format a real commentary corpus is converted to.
 
 Timing convention: frame ``i`` shows media time ``i / fps``. An event's ``t_s`` is the
 time of the first frame that shows it (first frame of motion for pass/shot/pan/enter/
@@ -45,6 +52,8 @@ __all__ = [
     "CLIP_KINDS",
     "EVENT_KEYWORDS",
     "EVENT_KINDS",
+    "MOVE_PLACES",
+    "MOVE_WAYS",
     "PAN_DIRECTION_WORDS",
     "SECONDS_PER_WORD",
     "TEMPLATES",
@@ -71,7 +80,8 @@ Frame = npt.NDArray[np.uint8]
 CLIP_KINDS: tuple[str, ...] = ("match", "scene")
 MATCH_EVENT_KINDS: tuple[str, ...] = ("pass", "shot", "save", "goal")
 SCENE_EVENT_KINDS: tuple[str, ...] = ("pan_left", "pan_right", "cut", "enter", "leave")
-EVENT_KINDS: tuple[str, ...] = MATCH_EVENT_KINDS + SCENE_EVENT_KINDS
+REAL_EVENT_KINDS: tuple[str, ...] = ("move",)  # labelled on real footage only, never rendered
+EVENT_KINDS: tuple[str, ...] = MATCH_EVENT_KINDS + SCENE_EVENT_KINDS + REAL_EVENT_KINDS
 
 # Words that identify an event kind; every line of a kind contains at least one of its
 # keywords and no keyword of another kind (pan_left and pan_right share "pans").
@@ -85,6 +95,7 @@ EVENT_KEYWORDS: dict[str, frozenset[str]] = {
     "cut": frozenset({"cut"}),
     "enter": frozenset({"enters"}),
     "leave": frozenset({"leaves"}),
+    "move": frozenset({"moves"}),
 }
 # Pan lines must also contain their direction word.
 PAN_DIRECTION_WORDS: dict[str, str] = {"pan_left": "left", "pan_right": "right"}
@@ -94,7 +105,9 @@ REACTION_DELAY_S = (0.2, 0.6)  # line start after its event, like a human commen
 LINE_GAP_S = 0.1  # minimum silence between two lines
 
 # Slots: {team} red|blue (for save: the keeper's team), {colour} {shape} of a scene
-# object, {side} left|right (enter: side it comes from; leave: side it exits to).
+# object, {side} left|right (enter: side it comes from; leave: side it exits to);
+# move only: {place} where it moves (third of the frame), {way} where it goes, both
+# phrases of several words (MOVE_PLACES, MOVE_WAYS).
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "pass": ("{team} passes it on", "a pass from {team}", "{team} passes", "nice pass by {team}"),
     # Shot lines are short: the save or goal line usually has to wait for them.
@@ -114,7 +127,16 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "the {colour} {shape} leaves to the {side}",
         "something leaves to the {side}",
     ),
+    "move": (
+        "something moves {place}",
+        "something big moves {place}",
+        "something moves {way}",
+        "it moves {way}",
+    ),
 }
+#: Phrases of the move slots: third of the frame -> {place}, direction -> {way}.
+MOVE_PLACES: dict[str, str] = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+MOVE_WAYS: dict[str, str] = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}
 
 _TEAM_NAMES = ("red", "blue")
 _SIDES = ("left", "right")
@@ -132,6 +154,8 @@ _SLOT_VALUES: dict[str, tuple[str, ...]] = {
     "colour": tuple(_OBJECT_COLOURS),
     "shape": _OBJECT_SHAPES,
     "side": _SIDES,
+    "place": tuple(MOVE_PLACES.values()),
+    "way": tuple(MOVE_WAYS.values()),
 }
 
 
@@ -141,7 +165,7 @@ def _vocabulary() -> frozenset[str]:
         for template in templates:
             for word in template.split():
                 if word.startswith("{"):
-                    words.update(_SLOT_VALUES[word.strip("{}")])
+                    words.update(w for value in _SLOT_VALUES[word.strip("{}")] for w in value.split())
                 else:
                     words.add(word)
     return frozenset(words)
@@ -151,8 +175,14 @@ VOCABULARY: frozenset[str] = _vocabulary()  # every word any line can contain
 
 
 def _max_line_s(kind: str) -> float:
-    """Longest spoken duration of a line of ``kind`` in seconds (slots are one word)."""
-    return max(len(t.split()) for t in TEMPLATES[kind]) * SECONDS_PER_WORD
+    """Longest spoken duration of a line of ``kind`` in seconds (a slot: its longest value)."""
+
+    def words(token: str) -> int:
+        if token.startswith("{"):
+            return max(len(v.split()) for v in _SLOT_VALUES[token.strip("{}")])
+        return 1
+
+    return max(sum(words(w) for w in t.split()) for t in TEMPLATES[kind]) * SECONDS_PER_WORD
 
 
 def matches_event(text: str, kind: str) -> bool:
@@ -368,7 +398,7 @@ def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 class _Commentator:
-    """Turns events into non-overlapping timed lines."""
+    """Turns events into timed lines (each 0.2-0.6 s after its event, in order)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
@@ -379,11 +409,12 @@ class _Commentator:
     def say(self, kind: str, t_s: float, **slots: str) -> None:
         templates = TEMPLATES[kind]
         text = templates[int(self._rng.integers(len(templates)))].format(**slots)
-        start = max(t_s + float(self._rng.uniform(*REACTION_DELAY_S)), self.busy_until_s + LINE_GAP_S)
+        prev_start = self.lines[-1].start_s if self.lines else -LINE_GAP_S
+        start = max(t_s + float(self._rng.uniform(*REACTION_DELAY_S)), prev_start + LINE_GAP_S)
         end = start + len(text.split()) * SECONDS_PER_WORD
         self.events.append(Event(t_s=round(t_s, 6), kind=kind))
         self.lines.append(Line(start_s=round(start, 3), end_s=round(end, 3), text=text))
-        self.busy_until_s = end
+        self.busy_until_s = max(self.busy_until_s, end)
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -1054,7 +1085,7 @@ def render_clip(spec: ClipSpec) -> tuple[Iterator[Frame], list[Event], list[Line
     Returns:
         ``(frames, events, lines)``: an iterator over ``spec.n_frames`` frames, each
         uint8 [spec.height, spec.width, 3] RGB at ``spec.fps``; the events sorted by
-        ``t_s``; one line per event, in the same order, non-overlapping.
+        ``t_s``; one line per event, in the same order (see the module docstring on timing).
 
     Raises:
         ValueError: If ``spec.kind`` is unknown.

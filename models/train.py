@@ -1,26 +1,36 @@
-"""Training of the v0 duplex commentator on procedural clips (CPU, minutes).
+"""Training of the duplex commentator (CPU-sized: minutes for ``tiny``, ~half an hour for SmolLM2).
 
-Pipeline: generate the procedural clips if ``data_dir`` has none
-(:func:`models.procedural.make_dataset`) -> features and targets
-(:mod:`models.dataset`, cached) -> AdamW on the teacher-forced next-token loss ->
-streaming evaluation on the held-out clips (:func:`models.evaluate.evaluate`) ->
-checkpoint (:func:`models.commentator.save_checkpoint`).
+Pipeline: procedural clips (generated into ``data_dir`` if it holds none,
+:func:`models.procedural.make_dataset`) plus any further clip folders (real footage
+labelled by :mod:`models.autolabel`, or a corpus in the same format: video + timed
+transcript) -> features (:mod:`models.dataset`, cached) -> position sequences of the
+duplex format (:mod:`models.duplex`) -> AdamW on the teacher-forced next-token loss
+-> checkpoints -> streaming evaluation on held-out clips
+(:func:`models.evaluate.evaluate`).
+
+What trains: the video projector (:class:`~models.commentator.VideoPooler`), the
+silence token's input/output vectors, and either the whole ``tiny`` backbone or the
+LoRA adapters of a frozen pretrained one.
 
 Sequences: each training item is a run of whole clips concatenated in time and
-cropped to ``capacity`` steps (the KV cache size), so the model also trains at the
-cache positions that a long live stream keeps using once its cache is full.
+cropped to ``capacity`` positions (the KV cache size), so the model also trains at
+the cache positions that a long live stream keeps using once its cache is full.
+Most targets are silence; their loss weight is ``sil_weight`` (< 1).
 
-Imbalance: most steps are ``<sil>``; its loss weight is ``sil_weight`` (< 1), words
-and ``<eol>`` weigh 1.
+Checkpoints: every ``checkpoint_every`` steps the held-out teacher-forced loss is
+measured; the best model so far is written to ``out`` and the full training state
+(model, optimizer, step, random state) to ``out`` with suffix ``.state.pt``, from
+which ``resume=True`` continues.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +39,18 @@ import torch
 import torch.nn.functional as F
 
 from models import bflow
-from models.commentator import Commentator, CommentatorConfig, save_checkpoint
+from models.commentator import Commentator, CommentatorConfig, build_commentator, save_checkpoint
 from models.dataset import ClipExample, clip_lines, feature_key, find_clips, load_examples
+from models.duplex import IGNORE, NO_TEXT
+from models.text import WordCodec
 from models.video import MODEL_FPS_HZ
-from models.vocab import Vocab
+from streams import settings
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEFAULT_DATA_DIR",
     "TrainBatch",
-    "default_config",
+    "backbone_config",
     "generate_clips",
     "make_batch",
     "train",
@@ -46,16 +58,27 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path("~/.cache/mmduplex/procedural").expanduser()
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "commentator-v0.pt"
+DEFAULT_DATA_DIR = settings.cache_dir() / "procedural"
+DEFAULT_CHECKPOINT = settings.REPO_ROOT / "models" / "checkpoints" / "commentator.pt"
 
 
-def default_config(vocab_size: int) -> CommentatorConfig:
-    """The v0 architecture (see docs/MODEL_CARD.md)."""
-    return CommentatorConfig(vocab_size=vocab_size)
+def backbone_config(
+    backbone: str, *, backbone_path: str = "", duplex_format: str = "interleaved", video_tokenizer: str = "bflow"
+) -> CommentatorConfig:
+    """The default architecture for a backbone (see docs/MODEL.md).
+
+    ``tiny``: 4 x 128 Llama, 4 sinks + 124 window positions. Pretrained backbones:
+    LoRA rank 8 on q/v, 4 sinks + 252 window positions.
+    """
+    if backbone == "tiny":
+        return CommentatorConfig(backbone="tiny", duplex_format=duplex_format, video_tokenizer=video_tokenizer)
+    return CommentatorConfig(
+        backbone=backbone, backbone_path=backbone_path, duplex_format=duplex_format, window_positions=252,
+        video_tokenizer=video_tokenizer,
+    )
 
 
-TrainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+TrainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def make_batch(
@@ -64,64 +87,85 @@ def make_batch(
     seq_len: int,
     rng: np.random.Generator,
     *,
-    sil_id: int,
-    pad_id: int,
     random_start_p: float = 0.5,
 ) -> TrainBatch:
     """Samples a training batch of clip runs.
 
-    Each item starts in a random clip (at step 0, or with probability
-    ``random_start_p`` at a random step), continues through further random clips
-    and is cropped to ``seq_len`` steps.
+    Each item starts in a random clip (at its first position, or with probability
+    ``random_start_p`` at a random video position), continues through further
+    random clips and is cropped to ``seq_len`` positions.
 
     Args:
         examples: Training clips.
         batch_size: Items ``B``.
-        seq_len: Steps per item ``T`` (at most the model's cache capacity).
+        seq_len: Positions per item ``P`` (at most the model's cache capacity).
         rng: Random generator.
-        sil_id: ``<sil>`` id (the text input before a session's first step).
-        pad_id: ``<pad>`` id (targets past the data; ignored by the loss).
         random_start_p: Probability of starting mid-clip.
 
     Returns:
-        ``(video_tokens float32 [B, T, Nmax, 64], token_mask bool [B, T, Nmax],
-        prev_text int64 [B, T], targets int64 [B, T])``.
+        ``(video_tokens float32 [B, P, Nmax, 64], token_mask bool [B, P, Nmax],
+        is_frame bool [B, P], text_in int64 [B, P], targets int64 [B, P])``; positions
+        past the data have ``targets = IGNORE``.
     """
     items = []
     for _ in range(batch_size):
-        steps: list[np.ndarray] = []
-        tgt: list[np.ndarray] = []
-        prev0 = sil_id
-        first = True
+        parts: list[tuple[ClipExample, int, int]] = []  # (clip, first position, end position)
         n = 0
         while n < seq_len:
             ex = examples[int(rng.integers(len(examples)))]
-            f = ex.features
+            seq = ex.sequence
             start = 0
-            if first and rng.random() < random_start_p and f.n_steps > 1:
-                start = int(rng.integers(f.n_steps))
-                prev0 = int(ex.targets[start - 1]) if start > 0 else sil_id
-            first = False
-            for t in range(start, f.n_steps):
-                steps.append(f.step_tokens(t))
-            tgt.append(ex.targets[start:])
-            n += f.n_steps - start
-        y = np.concatenate(tgt)[:seq_len]
-        items.append((steps[:seq_len], y, prev0))
-    nmax = max(1, max(a.shape[0] for s, _, _ in items for a in s))
-    dim = items[0][0][0].shape[1] if items[0][0] else 64
+            if not parts and rng.random() < random_start_p and len(seq) > 1:
+                frames = np.flatnonzero(seq.is_frame)
+                start = int(frames[rng.integers(len(frames))])
+            end = min(len(seq), start + seq_len - n)
+            parts.append((ex, start, end))
+            n += end - start
+        items.append(parts)
+    nmax = 1
+    for parts in items:
+        for ex, a, b in parts:
+            seq = ex.sequence
+            counts = ex.features.counts()[seq.step[a:b]] * seq.is_frame[a:b]
+            nmax = max(nmax, int(counts.max(initial=0)))
+    dim = examples[0].features.tokens.shape[1]
     vt = np.zeros((batch_size, seq_len, nmax, dim), np.float32)
     vm = np.zeros((batch_size, seq_len, nmax), bool)
-    ys = np.full((batch_size, seq_len), pad_id, np.int64)
-    prev = np.full((batch_size, seq_len), pad_id, np.int64)
-    for b, (steps, y, prev0) in enumerate(items):
-        for t, a in enumerate(steps):
-            vt[b, t, : a.shape[0]] = a
-            vm[b, t, : a.shape[0]] = True
-        ys[b, : len(y)] = y
-        prev[b, 0] = prev0
-        prev[b, 1 : len(y)] = y[:-1]
-    return (torch.from_numpy(vt), torch.from_numpy(vm), torch.from_numpy(prev), torch.from_numpy(ys))
+    frame = np.zeros((batch_size, seq_len), bool)
+    text = np.full((batch_size, seq_len), NO_TEXT, np.int64)
+    ys = np.full((batch_size, seq_len), IGNORE, np.int64)
+    for bi, parts in enumerate(items):
+        p = 0
+        for ex, a, b in parts:
+            seq = ex.sequence
+            frame[bi, p : p + b - a] = seq.is_frame[a:b]
+            text[bi, p : p + b - a] = seq.text_in[a:b]
+            ys[bi, p : p + b - a] = seq.target[a:b]
+            for i in range(a, b):
+                if seq.is_frame[i]:
+                    tok = ex.features.step_tokens(int(seq.step[i]))
+                    vt[bi, p + i - a, : tok.shape[0]] = tok
+                    vm[bi, p + i - a, : tok.shape[0]] = True
+            p += b - a
+    return (torch.from_numpy(vt), torch.from_numpy(vm), torch.from_numpy(frame), torch.from_numpy(text),
+            torch.from_numpy(ys))
+
+
+def _loss(model: Commentator, batch: TrainBatch, weight: torch.Tensor) -> torch.Tensor:
+    vt, vm, frame, text, y = batch
+    logits = model(vt, vm, frame, text)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), weight=weight, ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def _held_out_loss(model: Commentator, examples: list[ClipExample], weight: torch.Tensor, seq_len: int) -> float:
+    """Teacher-forced loss on fixed windows of the held-out clips (deterministic)."""
+    model.eval()
+    rng = np.random.default_rng(1234)
+    losses = [float(_loss(model, make_batch(examples, 4, seq_len, rng, random_start_p=0.0), weight))
+              for _ in range(4)]
+    model.train()
+    return float(np.mean(losses))
 
 
 def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
@@ -193,59 +237,74 @@ def generate_clips(
 
 def train(
     *,
+    backbone: str = "tiny",
+    backbone_path: str = "",
+    duplex_format: str = "interleaved",
+    video_tokenizer: str = "bflow",
     data_dir: Path = DEFAULT_DATA_DIR,
+    extra_data: tuple[Path, ...] = (),
     out: Path = DEFAULT_CHECKPOINT,
-    n_clips: int = 200,
+    n_clips: int = 400,
     held_out: int = 20,
     steps: int = 1000,
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
     config: CommentatorConfig | None = None,
-    lr: float = 2e-3,
+    lr: float | None = None,
     weight_decay: float = 0.05,
     sil_weight: float = 0.2,
     delay_steps: int = 0,
     workers: int = 2,
     threads: int = 2,
+    checkpoint_every: int = 100,
+    resume: bool = False,
     eval_json: Path | None = None,
 ) -> dict[str, Any]:
-    """Trains the commentator and saves its checkpoint.
+    """Trains the commentator; keeps the best checkpoint by held-out loss.
 
     Args:
-        data_dir: Folder of clips (``*.mp4`` + ``*.json``, also in subfolders);
+        backbone: ``tiny``, ``smollm2-135m`` or ``hf`` (see :mod:`models.backbone`).
+        backbone_path: Local model folder for ``hf``.
+        duplex_format: ``interleaved`` or ``parallel`` (see :mod:`models.duplex`).
+        video_tokenizer: ``bflow`` (live) or ``dense`` (the ablation baseline).
+        data_dir: Procedural clips (``*.mp4`` + ``*.json``, also in subfolders);
             generated with :func:`generate_clips` when it holds no clip.
-        out: Checkpoint path (``.pt``).
-        n_clips: Clips to generate (if needed) and use; the first
-            ``n_clips - held_out`` (sorted by name) train, the last ``held_out``
-            evaluate.
-        held_out: Clips kept out of training for evaluation.
-        steps: Optimizer steps.
+        extra_data: More clip folders used for training only (real footage with
+            automatic labels, or any corpus in the same format).
+        out: Checkpoint path (``.pt``); the training state goes next to it.
+        n_clips: Procedural clips to generate (if needed) and use; the last
+            ``held_out`` (sorted by name) are held out for evaluation.
+        held_out: Clips kept out of training.
+        steps: Optimizer steps in total (also when resuming).
         batch_size: Sequences per step.
         seed: Seed of data generation, initialization and sampling.
         progress: Show progress bars.
-        config: Model config (``vocab_size`` is overwritten); default
-            :func:`default_config`.
-        lr: Peak learning rate (linear warmup, cosine decay to 10 %).
+        config: Model config (default :func:`backbone_config`); overrides
+            ``backbone``/``duplex_format``.
+        lr: Peak learning rate (linear warmup, cosine decay to 10 %); default 2e-3
+            for ``tiny``, 1e-3 for pretrained backbones.
         weight_decay: AdamW weight decay of matrices.
-        sil_weight: Loss weight of ``<sil>`` targets (words and ``<eol>``: 1).
+        sil_weight: Loss weight of silence targets (text and end of line: 1).
         delay_steps: Text stream delay behind the video, in steps.
         workers: Processes for clip generation and feature extraction.
         threads: Torch intra-op threads.
-        eval_json: Also write the held-out metrics here.
+        checkpoint_every: Steps between held-out checks and checkpoints.
+        resume: Continue from ``out``'s training state if there is one.
+        eval_json: Also write the metrics here.
 
     Returns:
-        Metrics: ``{"train": {...}, "eval": {...}, "timing_s": {...}, "params": n}``.
+        ``{"train": {...}, "eval": {...}, "timing_s": {...}, "params": {...}, ...}``.
 
     Raises:
         ValueError: If there are not enough clips for the split.
         MediaError: If a clip cannot be decoded.
+        BackboneError: If a pretrained backbone is not available locally.
 
     Note:
         With ``workers > 1`` clips and features are made in ``spawn`` worker
         processes: a script calling this must guard its entry point with
-        ``if __name__ == "__main__":`` (console scripts and ``python -m`` modules
-        with a ``main()`` are fine).
+        ``if __name__ == "__main__":``.
     """
     from tqdm.auto import tqdm
 
@@ -254,6 +313,8 @@ def train(
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
     data_dir = Path(data_dir).expanduser()
+    out = Path(out)
+    state_path = out.with_suffix(".state.pt")
     timing: dict[str, float] = {}
 
     clips = find_clips(data_dir)
@@ -265,106 +326,125 @@ def train(
         clips = find_clips(data_dir)
     clips = clips[:n_clips]
     if len(clips) <= held_out or held_out < 1:
-        raise ValueError(
-            f"need more than held_out={held_out} clips (>= 1 held out), found {len(clips)} "
-            f"in {data_dir}"
-        )
+        raise ValueError(f"need more than held_out={held_out} clips (>= 1 held out), found {len(clips)} in {data_dir}")
     train_clips, eval_clips = clips[:-held_out], clips[-held_out:]
+    extra_clips = [c for d in extra_data for c in find_clips(Path(d).expanduser())]
+    train_clips = train_clips + extra_clips
 
-    vocab = Vocab.build(text for p in train_clips for _, text in clip_lines(p))
-    t0 = time.perf_counter()
-    examples = load_examples(
-        clips, vocab, delay_steps=delay_steps, workers=workers, progress=progress
-    )
-    timing["features"] = time.perf_counter() - t0
-    train_ex = examples[: len(train_clips)]
-
-    cfg = replace(config or default_config(len(vocab)), vocab_size=len(vocab))
+    cfg = config or backbone_config(backbone, backbone_path=backbone_path, duplex_format=duplex_format,
+                                    video_tokenizer=video_tokenizer)
+    saved = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
+    codec = None
+    if cfg.backbone == "tiny":
+        codec = (WordCodec.from_dict(saved["codec"]) if saved else
+                 WordCodec.build([text for p in train_clips for _, text in clip_lines(p)]))
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = Commentator(cfg)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "emb" in n]
+    model = build_commentator(cfg, codec)
+    codec = model.codec
+    t0 = time.perf_counter()
+    examples = load_examples(train_clips + eval_clips, codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
+                             delay_steps=delay_steps, workers=workers, progress=progress,
+                             tokenizer=cfg.video_tokenizer)
+    timing["features"] = time.perf_counter() - t0
+    train_ex, eval_ex = examples[: len(train_clips)], examples[len(train_clips):]
+
+    lr = lr if lr is not None else (2e-3 if cfg.backbone == "tiny" else 1e-3)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n and "extra" not in n]
+    no_decay = [p for n, p in named if not (p.dim() >= 2 and "embed" not in n and "extra" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.95),
+        lr=lr, betas=(0.9, 0.95),
     )
-    weight = torch.ones(cfg.vocab_size)
-    weight[vocab.sil_id] = sil_weight
+    weight = torch.ones(codec.n_ids)
+    weight[codec.sil_id] = sil_weight
     seq_len = cfg.capacity
     warmup = max(1, min(100, steps // 10))
+    rng = np.random.default_rng(seed)
+    start_step, best, history = 0, math.inf, []
+    if saved:
+        model.load_state_dict(saved["model"], strict=False)
+        opt.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        start_step, best, history = saved["step"], saved["best"], saved["history"]
+        log.info("resuming from %s at step %d (best held-out loss %.4f)", state_path, start_step, best)
 
-    t0 = time.perf_counter()
-    model.train()
-    losses: list[float] = []
-    bar = tqdm(range(steps), desc="train", disable=not progress)
-    for it in bar:
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(it, steps, lr, warmup)
-        vt, vm, prev, y = make_batch(
-            train_ex, batch_size, seq_len, rng, sil_id=vocab.sil_id, pad_id=vocab.pad_id
-        )
-        logits = model(vt, vm, prev)
-        loss = F.cross_entropy(
-            logits.reshape(-1, cfg.vocab_size),
-            y.reshape(-1),
-            weight=weight,
-            ignore_index=vocab.pad_id,
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if it % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
-    model.eval()
-    timing["train"] = time.perf_counter() - t0
-
-    train_metrics = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "lr": lr,
-        "sil_weight": sil_weight,
-        "delay_steps": delay_steps,
-        "final_loss": float(np.mean(losses[-50:])) if losses else None,
-        "n_train_clips": len(train_clips),
-        "n_eval_clips": len(eval_clips),
-        "seed": seed,
-    }
+    trainable, total = model.num_params()
     meta: dict[str, Any] = {
-        "train": train_metrics,
-        "feature_key": feature_key(),
+        "feature_key": feature_key(cfg.video_tokenizer),
         "bflow_config": asdict(bflow.BFlowConfig()),
         "token_dim": bflow.TOKEN_DIM,
         "fps_hz": MODEL_FPS_HZ,
         "data_dir": str(data_dir),
-        "params": model.num_params(),
+        "extra_data": [str(d) for d in extra_data],
+        "params": {"trainable": trainable, "total": total},
         "eval_clips": [p.name for p in eval_clips],
     }
-    out = Path(out)
-    save_checkpoint(out, model, vocab, meta)
+    train_settings = {
+        "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "sil_weight": sil_weight,
+        "delay_steps": delay_steps, "n_train_clips": len(train_clips), "n_extra_clips": len(extra_clips),
+        "n_eval_clips": len(eval_clips), "seed": seed,
+    }
+
+    def checkpoint(step: int) -> None:
+        nonlocal best
+        val = _held_out_loss(model, eval_ex, weight, seq_len)
+        history.append({"step": step, "train_loss": float(np.mean(losses[-50:])) if losses else None,
+                        "held_out_loss": val})
+        if val < best:
+            best = val
+            save_checkpoint(out, model, {**meta, "train": {**train_settings, "best_step": step,
+                                                          "held_out_loss": val, "history": history}})
+        trainable_state = {k: v for k, v in model.state_dict().items() if k in set(model.trainable_names())
+                           or not k.startswith("lm.")}
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save({"model": trainable_state, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "step": step, "best": best, "history": history,
+                    "codec": codec.to_dict()}, tmp)
+        tmp.replace(state_path)
+        log.info("step %d: held-out loss %.4f (best %.4f)", step, val, best)
+
+    t0 = time.perf_counter()
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(range(start_step, steps), desc=f"train {cfg.backbone}/{cfg.duplex_format}", disable=not progress,
+               initial=start_step, total=steps)
+    for it in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(it, steps, lr, warmup)
+        loss = _loss(model, make_batch(train_ex, batch_size, seq_len, rng), weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if it % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", best=f"{best:.3f}")
+        if (it + 1) % checkpoint_every == 0 or it + 1 == steps:
+            checkpoint(it + 1)
+    bar.close()
+    timing["train"] = time.perf_counter() - t0
+    if not out.is_file():  # nothing to train (resumed at the end) and no checkpoint yet
+        checkpoint(steps)
 
     t0 = time.perf_counter()
     eval_metrics = evaluate(out, eval_clips, progress=progress, workers=workers)
     timing["eval"] = time.perf_counter() - t0
     timing["total"] = time.perf_counter() - t_start
-    meta.update(eval=eval_metrics, timing_s=timing)
-    save_checkpoint(out, model, vocab, meta)  # again, with the metrics in meta
+    from models.commentator import load_checkpoint
+
+    best_model, best_meta = load_checkpoint(out)
+    save_checkpoint(out, best_model, {**best_meta, "eval": eval_metrics, "timing_s": timing})
     result = {
-        "train": train_metrics,
+        "train": {**train_settings, "history": history, "best_held_out_loss": best},
         "eval": eval_metrics,
         "timing_s": timing,
-        "params": model.num_params(),
+        "params": {"trainable": trainable, "total": total},
         "config": asdict(cfg),
         "checkpoint": str(out),
         "checkpoint_bytes": out.stat().st_size,
     }
     if eval_json is not None:
-        import json
-
         Path(eval_json).write_text(json.dumps(result, indent=2))
     return result

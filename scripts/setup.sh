@@ -19,4 +19,6 @@ echo "[setup] installing mmduplex and its dependencies"
   || { echo "[setup] dependencies failed to install" >&2; exit 1; }
 echo "[setup] fetching the sample clip"
 .venv/bin/mmduplex fetch-sample
+echo "[setup] fetching the pretrained backbone and the sentence encoder (converted once, ~30 s)"
+.venv/bin/mmduplex fetch-models
 echo "[setup] done"

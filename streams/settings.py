@@ -4,7 +4,7 @@
 |---|---|---|
 | ``MMD_NATS_URL`` | NATS server URL | ``nats://127.0.0.1:4222`` |
 | ``MMD_SUBJECT_PREFIX`` | subject prefix | ``mmd`` |
-| ``MMD_CHECKPOINT`` | commentator checkpoint path | the packaged v0 checkpoint |
+| ``MMD_CHECKPOINT`` | commentator checkpoint path | the packaged default checkpoint |
 | ``MMD_CACHE_DIR`` | cache (sample clip, training data) | ``~/.cache/mmduplex`` |
 """
 
@@ -30,9 +30,9 @@ def subject_prefix() -> str:
 
 
 def checkpoint_path() -> Path:
-    """Commentator checkpoint from ``MMD_CHECKPOINT``, else the packaged v0 model."""
+    """Commentator checkpoint from ``MMD_CHECKPOINT``, else the packaged default model."""
     value = os.environ.get("MMD_CHECKPOINT")
-    return Path(value) if value else REPO_ROOT / "models" / "checkpoints" / "commentator-v0.pt"
+    return Path(value) if value else REPO_ROOT / "models" / "checkpoints" / "commentator.pt"
 
 
 def cache_dir() -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from mmduplex.cli import build_parser
 
-SUBCOMMANDS = ["demo", "publish", "listen", "train", "eval", "fetch-sample"]
+SUBCOMMANDS = ["demo", "publish", "listen", "train", "eval", "fetch-sample", "fetch-models"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,3 +36,9 @@ def test_publish_of_a_non_video_fails_with_one_line(tmp_path) -> None:  # type: 
     done = run("publish", str(junk), "--stream", "s1", "--nats", "nats://127.0.0.1:1")
     assert done.returncode == 1
     assert done.stderr.startswith("mmduplex publish: error: media: cannot open") and done.stderr.count("\n") == 1
+
+
+def test_eval_of_a_missing_checkpoint_fails_with_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run("eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "no .mp4 clips" in done.stderr

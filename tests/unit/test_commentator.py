@@ -1,7 +1,9 @@
-"""Unit tests of the duplex commentator (tiny configs, random tokens, CPU)."""
+"""Unit tests of the duplex commentator (tiny Llama backbone, word codec, random tokens, CPU)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,47 +11,60 @@ import pytest
 import torch
 
 from models.commentator import (
-    EOL_ID,
-    SIL_ID,
     CheckpointError,
     Commentator,
     CommentatorConfig,
     CommentatorRuntime,
-    StepOutput,
+    CommentatorState,
+    LinePiece,
+    build_commentator,
     load_checkpoint,
     save_checkpoint,
 )
+from models.duplex import NO_TEXT, PositionSequence, build_sequence
+from models.text import WordCodec
 from models.vocab import Vocab
 
+TEXTS = ["Red passes it on", "blue shoots", "goal for red", "the camera pans left", "what a save"]
+CODEC = WordCodec.build(TEXTS)
 TINY = CommentatorConfig(
-    vocab_size=16,
-    d_model=32,
-    n_layers=2,
-    n_heads=4,
-    pool_heads=2,
-    dropout=0.0,
-    sink_positions=2,
-    window_positions=10,
+    d_model=32, n_layers=2, n_heads=2, pool_heads=2, dropout=0.0, sink_positions=2, window_positions=10
 )
+DIM = TINY.token_dim
 
 
-def _model(cfg: CommentatorConfig = TINY, seed: int = 0) -> Commentator:
+
+
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and far faster than on two busy cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _model(cfg: CommentatorConfig = TINY, seed: int = 0, **changes: object) -> Commentator:
     torch.manual_seed(seed)
-    return Commentator(cfg).eval()
+    return build_commentator(replace(cfg, **changes), CODEC).eval()
 
 
 def _random_steps(t: int, seed: int, nmax: int = 6) -> list[np.ndarray]:
+    """``t`` steps of float32 [N, 64] tokens; every 4th step has none."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(t):
         n = 0 if i % 4 == 1 else int(rng.integers(0, nmax + 1))
-        out.append(rng.normal(size=(n, TINY.token_dim)).astype(np.float32))
+        out.append(rng.normal(size=(n, DIM)).astype(np.float32))
     return out
 
 
 def _pad(steps: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ``(video_tokens [1, P, N, 64], token_mask [1, P, N])`` of one step per position."""
     nmax = max(1, max(a.shape[0] for a in steps))
-    vt = torch.zeros(1, len(steps), nmax, TINY.token_dim)
+    vt = torch.zeros(1, len(steps), nmax, DIM)
     vm = torch.zeros(1, len(steps), nmax, dtype=torch.bool)
     for i, a in enumerate(steps):
         vt[0, i, : a.shape[0]] = torch.from_numpy(a)
@@ -57,178 +72,361 @@ def _pad(steps: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return vt, vm
 
 
+def _inputs(
+    seq: PositionSequence, steps: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward inputs of a position sequence (video rows only at frame positions)."""
+    empty = np.zeros((0, DIM), np.float32)
+    vt, vm = _pad([steps[t] if f else empty for t, f in zip(seq.step, seq.is_frame, strict=True)])
+    return vt, vm, torch.from_numpy(seq.is_frame)[None], torch.from_numpy(seq.text_in)[None]
+
+
+def _crop(seq: PositionSequence, n: int) -> PositionSequence:
+    return PositionSequence(seq.step[:n], seq.is_frame[:n], seq.text_in[:n], seq.target[:n])
+
+
+def _random_sequence(fmt: str, n_steps: int, seed: int) -> PositionSequence:
+    """The first ``capacity`` positions of random per-step word ids (some silent steps)."""
+    rng = np.random.default_rng(seed)
+    k = 1 if fmt == "parallel" else 3
+    words = list(range(4, CODEC.n_ids))
+    per_step = [[int(rng.choice(words)) for _ in range(int(rng.integers(0, k + 1)))] for _ in range(n_steps)]
+    return _crop(build_sequence(per_step, fmt, k=k, sil_id=CODEC.sil_id), TINY.capacity)
+
+
+# ---------------------------------------------------------------------------
+# Config, codec, construction
+# ---------------------------------------------------------------------------
+
+
+def test_word_codec_and_vocab_round_trip() -> None:
+    v = Vocab.build(["Goal! Red scores.", "red team"])
+    assert v.itos[:4] == ["<pad>", "<sil>", "<eol>", "<unk>"]
+    ids = v.encode("GOAL, red... purple")
+    assert v.decode(ids) == "goal red <unk>"
+    assert Vocab.from_dict(v.to_dict()) == v
+    with pytest.raises(ValueError, match="not a saved vocabulary"):
+        Vocab.from_dict({"tokens": ["a"]})
+    with pytest.raises(ValueError, match="must start with"):
+        Vocab(["a", "b"])
+
+    c = WordCodec(v)
+    assert (c.base_vocab, c.n_ids, c.sil_id, c.eol_id) == (len(v), len(v), v.sil_id, v.eol_id)
+    assert c.banned_ids() == [v.pad_id]
+    assert c.encode("Red scores!") == [v.stoi["red"], v.stoi["scores"]]
+    assert c.decode([*c.encode("red scores"), c.eol_id, c.sil_id]) == "red scores"
+    c2 = WordCodec.from_dict(c.to_dict())
+    assert c2.vocab == v and c.to_dict()["kind"] == "word"
+
+
+def test_config_validation_and_construction() -> None:
+    assert TINY.capacity == 12 and TINY.step_tokens == 4
+    assert replace(TINY, duplex_format="parallel").step_tokens == 1
+    for bad, match in [
+        ({"backbone": "gpt9"}, "unknown backbone"),
+        ({"backbone": "hf"}, "backbone_path"),
+        ({"duplex_format": "stacked"}, "unknown duplex_format"),
+        ({"max_step_tokens": 0}, "max_step_tokens"),
+        ({"window_positions": 4}, "window_positions"),
+        ({"key_flag_index": 64}, "key_flag_index"),
+        ({"dropout": 1.0}, "dropout"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            replace(TINY, **bad).validate()
+    with pytest.raises(ValueError, match="WordCodec"):
+        build_commentator(TINY)
+    m = _model()
+    assert isinstance(m.codec, WordCodec) and m.extra_in.shape == (0, 32)  # silence is a vocabulary row
+    assert m.trainable_names() == [n for n, _ in m.named_parameters()]  # the tiny backbone trains whole
+    trainable, total = m.num_params()
+    assert trainable == total > 0
+    assert m.banned.tolist() == [i == CODEC.vocab.pad_id for i in range(CODEC.n_ids)]
+
+
+# ---------------------------------------------------------------------------
+# Full forward
+# ---------------------------------------------------------------------------
+
+
 def test_forward_shapes() -> None:
     m = _model()
-    b, t, n = 3, 7, 5
-    vt = torch.randn(b, t, n, 64)
-    vm = torch.rand(b, t, n) > 0.5
+    b, p, n = 3, 7, 5
+    vt = torch.randn(b, p, n, DIM)
+    vm = torch.rand(b, p, n) > 0.5
     vm[0, 0] = False  # a step without tokens
-    prev = torch.randint(0, TINY.vocab_size, (b, t))
-    logits = m(vt, vm, prev)
-    assert logits.shape == (b, t, TINY.vocab_size)
-    assert logits.dtype == torch.float32
+    is_frame = torch.rand(b, p) > 0.3
+    text_in = torch.randint(0, CODEC.n_ids, (b, p))
+    text_in[is_frame] = NO_TEXT
+    logits = m(vt, vm, is_frame, text_in)
+    assert logits.shape == (b, p, CODEC.n_ids) and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
 
 
-def test_forward_rejects_too_long_sequences() -> None:
+def test_forward_rejects_bad_shapes_and_too_long_sequences() -> None:
     m = _model()
-    t = TINY.capacity + 1
-    with pytest.raises(ValueError, match="capacity"):
-        m(torch.zeros(1, t, 1, 64), torch.zeros(1, t, 1, dtype=torch.bool),
-          torch.zeros(1, t, dtype=torch.long))
+    p = TINY.capacity + 1
+    with pytest.raises(ValueError, match="exceeds the KV cache capacity 12"):
+        m(torch.zeros(1, p, 1, DIM), torch.zeros(1, p, 1, dtype=torch.bool), torch.ones(1, p, dtype=torch.bool),
+          torch.full((1, p), NO_TEXT))
+    with pytest.raises(ValueError, match="width 32"):
+        m(torch.zeros(1, 2, 1, 32), torch.zeros(1, 2, 1, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
+          torch.full((1, 2), NO_TEXT))
+    with pytest.raises(ValueError, match=r"expected video_tokens \[B, P, N, 64\]"):
+        m(torch.zeros(1, 2, 1, DIM), torch.zeros(1, 2, 2, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
+          torch.full((1, 2), NO_TEXT))
 
 
-def test_padding_does_not_change_logits() -> None:
+@torch.no_grad()
+def test_padding_and_non_frame_rows_do_not_change_logits() -> None:
     m = _model()
+    seq = _random_sequence("interleaved", 6, seed=1)
     steps = _random_steps(6, seed=1)
-    vt, vm = _pad(steps)
-    prev = torch.randint(0, TINY.vocab_size, (1, 6))
-    a = m(vt, vm, prev)
-    vt2 = torch.cat([vt, torch.randn(1, 6, 3, 64)], dim=2)  # garbage in padded rows
-    vm2 = torch.cat([vm, torch.zeros(1, 6, 3, dtype=torch.bool)], dim=2)
-    torch.testing.assert_close(m(vt2, vm2, prev), a, atol=1e-5, rtol=1e-5)
+    vt, vm, frame, text = _inputs(seq, steps)
+    ref = m(vt, vm, frame, text)
+    # Garbage in padded rows, and in the (unmasked!) rows of text positions.
+    vt2 = torch.cat([vt, torch.randn(1, vt.shape[1], 3, DIM)], dim=2)
+    vm2 = torch.cat([vm, torch.zeros(1, vt.shape[1], 3, dtype=torch.bool)], dim=2)
+    vt2[0, ~frame[0]] = torch.randn_like(vt2[0, ~frame[0]])
+    vm2[0, ~frame[0], 0] = True
+    torch.testing.assert_close(m(vt2, vm2, frame, text), ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("t", [1, 5, TINY.capacity])
-def test_streaming_matches_full_forward(t: int) -> None:
+@torch.no_grad()
+def test_pooler_is_a_set_function() -> None:
     m = _model()
-    steps = _random_steps(t, seed=t)
-    prev = torch.randint(0, TINY.vocab_size, (1, t))
-    full = m(*_pad(steps), prev)[0]  # (T, V)
+    a = torch.randn(1, 1, 5, DIM)
+    mask = torch.ones(1, 1, 5, dtype=torch.bool)
+    perm = a[:, :, torch.tensor([3, 0, 4, 1, 2])]
+    torch.testing.assert_close(m.pooler(perm, mask), m.pooler(a, mask), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Streaming
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+@torch.no_grad()
+def test_streaming_feed_equals_full_forward(fmt: str) -> None:
+    """Positions fed one by one through the bounded cache, with the inputs step() builds
+    (one step's pooled video, or one text id), give forward()'s logits at every position."""
+    m = _model(duplex_format=fmt)
+    steps = _random_steps(12, seed=4)
+    seq = _random_sequence(fmt, 12, seed=4)
+    full = m(*_inputs(seq, steps))[0]  # (P, n_ids)
     state = m.new_state()
-    got = torch.stack(
-        [m.advance([state], [steps[i]], prev[:, i])[0] for i in range(t)]
-    )
-    torch.testing.assert_close(got, full, atol=1e-4, rtol=1e-4)
-    assert state.fill == t and state.step == t
+    got = []
+    for i in range(len(seq)):
+        text = torch.tensor([[int(seq.text_in[i])]])
+        if seq.is_frame[i]:
+            vt, vm = _pad([steps[int(seq.step[i])]])
+            x = m.embed(vt, vm, torch.ones(1, 1, dtype=torch.bool), text)
+        else:
+            x = m.embed_text(text)
+        got.append(m._feed(state, x))
+    torch.testing.assert_close(torch.stack(got), full, atol=1e-5, rtol=1e-5)
+    assert state.positions == state.cache.length == len(seq) == TINY.capacity
 
 
-def test_greedy_streaming_is_consistent_with_forward() -> None:
-    """Feeding the model's own greedy tokens back into forward() gives its logits."""
-    m = _model(CommentatorConfig(**{**TINY.__dict__, "max_line_words": 1000}))
-    t = TINY.capacity
-    steps = _random_steps(t, seed=3)
+def _expected_choice(m: Commentator, logits: torch.Tensor, line: list[int]) -> int:
+    """The decoding rules, restated: greedy, no banned id, silence bias, no empty line, long lines end."""
+    c = m.codec
+    if len(line) >= m.cfg.max_line_tokens:
+        return c.eol_id
+    logits = logits.masked_fill(m.banned, float("-inf"))
+    logits[c.sil_id] += m.cfg.silence_bias
+    if not line:
+        logits[c.eol_id] = float("-inf")
+    return int(logits.argmax())
+
+
+def _half_silent_bias(m: Commentator, steps: list[np.ndarray]) -> float:
+    """A silence bias at which this untrained model keeps silent at about half the positions."""
+    seq = _random_sequence(m.cfg.duplex_format, len(steps), seed=0)
+    logits = m(*_inputs(seq, steps))[0].masked_fill(m.banned, float("-inf"))
+    sil = logits[:, m.codec.sil_id].clone()
+    logits[:, m.codec.sil_id] = float("-inf")
+    return float((logits.max(-1).values - sil).median())
+
+
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+@torch.no_grad()
+def test_step_decodes_greedily_what_forward_predicts(fmt: str) -> None:
+    """step()'s ids, laid out as a duplex sequence, are forward()'s greedy choices."""
+    m = _model(duplex_format=fmt, window_positions=70, max_line_tokens=3)
+    steps = _random_steps(14, seed=6)
+    m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, steps))
     state = m.new_state()
-    emitted, logits = [], []
-    for a in steps:
-        prev = state.last_token
-        lg = m.advance([state], [a])
-        logits.append(lg[0])
-        emitted.append((prev, m.choose([state], lg)[0]))
-    prev_text = torch.tensor([[p for p, _ in emitted]])
-    assert prev_text[0, 0] == SIL_ID
-    full = m(*_pad(steps), prev_text)[0]
-    torch.testing.assert_close(torch.stack(logits), full, atol=1e-4, rtol=1e-4)
+    said = [m.step(state, a) for a in steps]
+    assert state.steps == len(steps)
+    sil, eol = m.codec.sil_id, m.codec.eol_id
+    assert any(said) and not all(said)  # an untrained model both talks and keeps silent here
+    for s in said:
+        assert len(s) <= m.cfg.step_tokens
+        assert all(0 <= i < m.codec.n_ids and i not in (sil, m.codec.vocab.pad_id) for i in s)
+
+    # Rebuild the positions step() fed: per step the frame, then (interleaved) its ids.
+    k = m.cfg.step_tokens
+    seq = build_sequence(said, fmt, k=k, sil_id=sil)
+    assert len(seq) == state.positions <= m.cfg.capacity
+    logits = m(*_inputs(seq, steps))[0]
+    line: list[int] = []
+    pos = 0
+    for s in said:
+        chosen = [*s, sil] if len(s) < k else list(s)  # after k ids the step ends unasked
+        for j, tok in enumerate(chosen):
+            assert _expected_choice(m, logits[pos + j], line) == tok
+            if tok != sil:
+                line = [] if tok == eol else [*line, tok]
+        pos += 1 if fmt == "parallel" else 1 + len(s)
 
 
+@torch.no_grad()
 def test_kv_cache_is_bounded_over_1000_steps() -> None:
-    m = _model()
+    # Parallel format: one position per step (the cache works the same in both formats).
+    m = _model(duplex_format="parallel")
     state = m.new_state()
-    shape = (TINY.n_layers, 2, TINY.n_heads, TINY.capacity, TINY.head_dim)
-    assert tuple(state.kv.shape) == shape
-    nbytes, ptr = state.nbytes(), state.kv.data_ptr()
+    head_dim = TINY.d_model // TINY.n_heads
+    full = 2 * TINY.n_layers * TINY.n_heads * TINY.capacity * head_dim * 4  # K and V, float32
     rng = np.random.default_rng(0)
+    talked = 0
     for i in range(1000):
         n = int(rng.integers(0, 5))
-        tok = m.step(state, rng.normal(size=(n, 64)).astype(np.float32))
-        assert 0 <= tok < TINY.vocab_size
-        assert state.fill == min(i + 1, TINY.capacity)
-        assert tuple(state.kv.shape) == shape
-    assert state.step == 1000
-    assert state.nbytes() == nbytes and state.kv.data_ptr() == ptr  # no reallocation
-    # Sinks are never overwritten; positions within the full cache are 0..C-1.
-    pos, q = state.slot_positions()
-    assert sorted(pos.tolist()) == list(range(TINY.capacity)) and q == TINY.capacity - 1
-    assert pos[: TINY.sink_positions].tolist() == list(range(TINY.sink_positions))
+        said = m.step(state, rng.normal(size=(n, DIM)).astype(np.float32))
+        assert len(said) <= 1 and all(0 <= t < CODEC.n_ids for t in said)
+        talked += len(said)
+        assert state.cache.length == min(i + 1, TINY.capacity)
+        if i >= TINY.capacity:
+            assert state.nbytes() == full
+    assert talked > 0
+    assert state.steps == state.positions == 1000
+    assert state.cache.evicted == 1000 - TINY.capacity
+    assert state.nbytes() == full and state.cache.position_ids(1).tolist() == [[TINY.capacity]]
 
 
-def test_full_cache_equals_forward_on_sinks_plus_window_for_one_layer() -> None:
-    """With one layer the cache entries depend only on their own step, so a full ring
-    must behave exactly like a forward over [sinks, last window] (StreamingLLM)."""
-    cfg = CommentatorConfig(**{**TINY.__dict__, "n_layers": 1})
-    m = _model(cfg)
-    t = 37
-    steps = _random_steps(t, seed=5)
-    prev = torch.randint(0, cfg.vocab_size, (1, t))
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+def test_decoding_rules(fmt: str) -> None:
+    steps = _random_steps(20, seed=8)
+    # A huge silence bias: always silent.
+    m = _model(duplex_format=fmt, silence_bias=1e9)
     state = m.new_state()
-    for i in range(t):
-        last = m.advance([state], [steps[i]], prev[:, i])[0]
-    keep = list(range(cfg.sink_positions)) + list(range(t - cfg.window_positions, t))
-    ref = m(*_pad([steps[i] for i in keep]), prev[:, keep])[0, -1]
-    torch.testing.assert_close(last, ref, atol=1e-4, rtol=1e-4)
+    assert [m.step(state, a) for a in steps] == [[]] * len(steps)
+    assert state.line == [] and state.last_token == m.codec.sil_id and state.positions == len(steps)
+
+    # Never silent: every step says step_tokens ids; lines are never empty and end after 3 ids.
+    m = _model(duplex_format=fmt, silence_bias=-1e9, max_line_tokens=3)
+    state = m.new_state()
+    said = [m.step(state, a) for a in steps]
+    assert all(len(s) == m.cfg.step_tokens for s in said)
+    ids = [i for s in said for i in s]
+    eol = m.codec.eol_id
+    lines: list[list[int]] = [[]]
+    for i in ids:
+        if i == eol:
+            assert lines[-1], "end of line on an empty line"
+            lines.append([])
+        else:
+            lines[-1].append(i)
+            assert len(lines[-1]) <= 3
+    assert all(len(ln) == 3 for ln in lines[:-1])  # with silence banned, only the length limit ends lines
+    assert state.line == lines[-1]
 
 
-def test_step_batch_equals_per_session_step() -> None:
+def test_choose_rules_on_given_logits() -> None:
     m = _model()
-    n_sessions, t = 3, 30  # beyond capacity, sessions at different offsets
-    streams = [_random_steps(t, seed=10 + s) for s in range(n_sessions)]
-    singles = [m.new_state() for _ in range(n_sessions)]
-    batched = [m.new_state() for _ in range(n_sessions)]
-    # Session 2 starts later, so the batch mixes fill levels.
-    for i in range(t):
-        active = [s for s in range(n_sessions) if not (s == 2 and i < 7)]
-        ref = [m.step(singles[s], streams[s][i]) for s in active]
-        got = m.step_batch([batched[s] for s in active], [streams[s][i] for s in active])
-        assert got == ref
-    for a, b in zip(singles, batched, strict=True):
-        torch.testing.assert_close(a.kv, b.kv, atol=1e-5, rtol=1e-5)
-        assert (a.step, a.fill, a.last_token) == (b.step, b.fill, b.last_token)
+    c = m.codec
+    state = m.new_state()
+    logits = torch.full((c.n_ids,), -10.0)
+    logits[c.eol_id], logits[c.vocab.pad_id], logits[5] = 5.0, 9.0, 1.0
+    assert m._choose(state, logits) == 5  # pad is banned, no end of line before a word
+    state.line = [5]
+    assert m._choose(state, logits) == c.eol_id
+    logits[c.sil_id] = 4.0
+    m.cfg = replace(m.cfg, silence_bias=2.0)
+    assert m._choose(state, logits) == c.sil_id
+    state.line = [5] * m.cfg.max_line_tokens
+    assert m._choose(state, logits) == c.eol_id  # a long line is ended whatever the logits
 
 
-def test_zero_token_steps_and_reset() -> None:
+@torch.no_grad()
+def test_zero_token_steps() -> None:
+    m = _model()
+    empty = np.zeros((0, DIM), dtype=np.float32)
+    a, b = m.new_state(), m.new_state()
+    first = [m.step(a, empty) for _ in range(8)]
+    assert [m.step(b, empty) for _ in range(8)] == first  # deterministic, sessions independent
+    assert a.steps == 8 and a.positions == 8 + sum(map(len, first))
+    # An empty step feeds the learned "no tokens" vector: same as a masked-out padding row.
+    vt = torch.randn(1, 1, 3, DIM)
+    x0 = m.embed(*_pad([empty]), torch.ones(1, 1, dtype=torch.bool), torch.tensor([[NO_TEXT]]))
+    x1 = m.embed(vt, torch.zeros(1, 1, 3, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool),
+                 torch.tensor([[NO_TEXT]]))
+    torch.testing.assert_close(x0, x1)
+    # float64 input is accepted (converted).
+    assert m.step(m.new_state(), np.zeros((2, DIM))) == m.step(m.new_state(), np.zeros((2, DIM), np.float32))
+
+
+def test_step_rejects_malformed_tokens() -> None:
     m = _model()
     state = m.new_state()
-    empty = np.zeros((0, 64), dtype=np.float32)
-    first = [m.step(state, empty) for _ in range(5)]
-    state.reset()
-    assert state.step == 0 and state.fill == 0 and state.last_token == SIL_ID
-    assert [m.step(state, empty) for _ in range(5)] == first
+    with pytest.raises(ValueError, match=r"expected float32 \[N, 64\] tokens, got float32 \[3, 32\]"):
+        m.step(state, np.zeros((3, 32), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\[N, 64\]"):
+        m.step(state, np.zeros(64, dtype=np.float32))
+    with pytest.raises(ValueError, match="got list"):
+        m.step(state, [[0.0] * 64])  # type: ignore[arg-type]
+    bad = np.zeros((2, DIM), np.float32)
+    bad[1, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        m.step(state, bad)
+    bad[1, 5] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        m.step(state, bad)
+    assert state.steps == state.positions == state.cache.length == 0  # nothing was fed
 
 
-def test_step_rejects_bad_tokens_and_foreign_states() -> None:
-    m = _model()
-    with pytest.raises(ValueError, match=r"float32 \[N, 64\]"):
-        m.step(m.new_state(), np.zeros((3, 32), dtype=np.float32))
-    other = _model(CommentatorConfig(**{**TINY.__dict__, "window_positions": 20}))
-    with pytest.raises(ValueError, match="new_state"):
-        m.step(other.new_state(), np.zeros((0, 64), dtype=np.float32))
-    s = m.new_state()
-    with pytest.raises(ValueError, match="twice"):
-        m.step_batch([s, s], [np.zeros((0, 64), np.float32)] * 2)
+# ---------------------------------------------------------------------------
+# Checkpoints and the runtime
+# ---------------------------------------------------------------------------
 
 
-def test_choose_rules() -> None:
-    m = _model()
-    state = m.new_state()
-    logits = torch.full((1, TINY.vocab_size), -10.0)
-    logits[0, EOL_ID] = 5.0
-    logits[0, 7] = 1.0
-    assert m.choose([state], logits) == [7]  # no <eol> before any word
-    assert m.choose([state], logits) == [EOL_ID]
-    logits[0, SIL_ID] = 4.0
-    m.cfg = CommentatorConfig(**{**TINY.__dict__, "silence_bias": 10.0})
-    assert m.choose([state], logits) == [SIL_ID]
-
-
-def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    vocab = Vocab.build(["goal by red", "the blue team shoots", "a foul"])
-    cfg = CommentatorConfig(**{**TINY.__dict__, "vocab_size": len(vocab)})
-    m = _model(cfg)
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+def test_checkpoint_round_trip_and_runtime_pieces(tmp_path: Path, fmt: str) -> None:
+    m = _model(duplex_format=fmt, max_line_tokens=3)
     path = tmp_path / "c.pt"
-    save_checkpoint(path, m, vocab, {"steps": 3})
-    m2, v2, meta = load_checkpoint(path)
-    assert v2 == vocab and meta == {"steps": 3} and m2.cfg == cfg
-    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
-        assert torch.equal(a, b), k
-    rt = CommentatorRuntime.load(path, silence_bias=-1.0)
-    assert rt.model.cfg.silence_bias == -1.0
-    s = rt.new_state()
-    steps = _random_steps(20, seed=2)
-    outs = [rt.step(s, a) for a in steps]
-    assert all(isinstance(o, StepOutput) for o in outs)
-    for o in outs:
-        assert o.word is None or o.word in vocab.stoi
-        assert not (o.word is not None and o.end_of_line)
+    save_checkpoint(path, m, {"steps": 3, "note": fmt})
+    assert not path.with_name("c.pt.tmp").exists()
+    m2, meta = load_checkpoint(path)
+    assert meta == {"steps": 3, "note": fmt} and m2.cfg == m.cfg and not m2.training
+    assert isinstance(m2.codec, WordCodec) and m2.codec.vocab == CODEC.vocab
+    a, b = m.state_dict(), m2.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    rt = CommentatorRuntime.load(path, silence_bias=-1e9)  # talks at every step
+    assert rt.model.cfg.silence_bias == -1e9 and rt.meta == meta and rt.codec is rt.model.codec
+    steps = _random_steps(25, seed=2)
+    s_rt, s_ids = rt.new_state(), rt.new_state()
+    assert isinstance(s_rt, CommentatorState)
+    texts: list[str] = [""]
+    ids: list[list[int]] = [[]]
+    for x in steps:
+        pieces = rt.step(s_rt, x)
+        said = rt.model.step(s_ids, x)  # the same model on the same input: the same ids
+        assert len(pieces) == len(said) >= 1 and all(isinstance(p, LinePiece) for p in pieces)
+        for piece, tok in zip(pieces, said, strict=True):
+            assert piece.end_of_line == (tok == rt.codec.eol_id)
+            if piece.end_of_line:
+                assert piece.text == ""
+                texts.append("")
+                ids.append([])
+            else:
+                assert piece.text and (piece.text.startswith(" ") == bool(ids[-1]))
+                texts[-1] += piece.text
+                ids[-1].append(tok)
+    assert len(ids) > 2  # several lines
+    assert texts == [rt.codec.decode(line) for line in ids]
 
 
 def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
@@ -242,22 +440,36 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
     torch.save({"hello": 1}, other)
     with pytest.raises(CheckpointError, match="not an MM-Duplex"):
         CommentatorRuntime.load(other)
-    vocab = Vocab.build(["a b c d e f g h i j k l"])
-    m = _model(CommentatorConfig(**{**TINY.__dict__, "vocab_size": len(vocab)}))
+
     good = tmp_path / "good.pt"
-    save_checkpoint(good, m, vocab)
-    ck = torch.load(good, weights_only=True)
-    ck["state_dict"].pop("ln_f.weight")
-    torch.save(ck, other)
+    save_checkpoint(good, _model())
+
+    def broken(change: dict[str, object] | None = None, drop: str | None = None) -> Path:
+        ck = torch.load(good, weights_only=True)
+        ck.update(change or {})
+        if drop is not None:
+            ck["state_dict"].pop(drop)
+        torch.save(ck, other)
+        return other
+
+    with pytest.raises(CheckpointError, match="version 1, expected 2"):
+        load_checkpoint(broken({"version": 1}))
+    with pytest.raises(CheckpointError, match="invalid.*missing.*pooler.query"):
+        load_checkpoint(broken(drop="pooler.query"))
+    with pytest.raises(CheckpointError, match="invalid.*unknown config fields"):
+        load_checkpoint(broken({"config": {**torch.load(good, weights_only=True)["config"], "wings": 2}}))
     with pytest.raises(CheckpointError, match="invalid"):
-        CommentatorRuntime.load(other)
+        load_checkpoint(broken({"codec": {"kind": "hf"}}))  # tiny backbone without its vocabulary
 
 
-def test_vocab_round_trip_and_encoding() -> None:
-    v = Vocab.build(["Goal! Red scores.", "red team"])
-    assert v.itos[:4] == ["<pad>", "<sil>", "<eol>", "<unk>"]
-    ids = v.encode("GOAL, red... purple")
-    assert v.decode(ids) == "goal red <unk>"
-    assert Vocab.from_dict(v.to_dict()) == v
-    with pytest.raises(ValueError):
-        Vocab.from_dict({"tokens": ["a"]})
+def test_checkpoint_missing_a_trainable_backbone_key_is_invalid(tmp_path: Path) -> None:
+    m = _model()
+    key = "lm.model.layers.0.self_attn.q_proj.weight"
+    assert key in m.trainable_names()
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, m)
+    ck = torch.load(path, weights_only=True)
+    ck["state_dict"].pop(key)
+    torch.save(ck, path)
+    with pytest.raises(CheckpointError, match="invalid"):
+        load_checkpoint(path)  # loads instead, with that weight left at random initialisation
