@@ -151,6 +151,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clips = sorted(args.data.rglob("*.mp4")) if args.data else []
     if args.data and not clips:
         raise SystemExit(f"mmduplex eval: error: no .mp4 clips in {args.data}")
+    unlabelled = [c for c in clips if not c.with_suffix(".json").is_file()]
+    if unlabelled and not args.autolabel:
+        raise SystemExit(f"mmduplex eval: error: {len(unlabelled)} clip(s) have no .json transcript (e.g. "
+                         f"{unlabelled[0]}); add one or pass --autolabel")
+    if unlabelled:
+        from models.autolabel import write_labels
+
+        for clip in unlabelled:
+            print(f"labelling {clip} automatically -> {write_labels(clip)}")
     if not clips:
         data = settings.cache_dir() / "eval-procedural"
         clips = sorted(data.glob("*.mp4")) or make_dataset(data, args.clips, seed=args.seed)
@@ -273,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--continuous", action="store_true", help="one endless session over all clips (no reset)")
     p.add_argument("--window", type=int, default=None, help="override the KV cache window (positions)")
     p.add_argument("--no-similarity", action="store_true", help="skip semantic similarity (no MiniLM)")
+    p.add_argument("--autolabel", action="store_true",
+                   help="label clips without a transcript automatically first (real footage: pans, cuts, objects "
+                        "entering, leaving and moving; models.autolabel)")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="output directory (default: %(default)s)")
     p.set_defaults(func=cmd_eval)
 
