@@ -118,7 +118,8 @@ from typing import Any
 import av
 import numpy as np
 
-from models import bflow, flow, video
+from models import bflow, video
+from models.dataset import iter_pipeline
 from models.procedural import (
     LINE_GAP_S,
     MOVE_PLACES,
@@ -335,8 +336,8 @@ def _regions(flow_px: np.ndarray, camera: tuple[float, float], cfg: AutolabelCon
 def measure_video(path: Path, *, config: AutolabelConfig = AutolabelConfig()) -> Measurements:
     """Runs the live pipeline (decoder, flow, B-Flow) over a video and measures each step.
 
-    The stages are those of :func:`models.dataset.compute_features`; the flow field is
-    kept to find moving regions.
+    The stages are :func:`models.dataset.iter_pipeline`, as live; the flow field is used
+    to find moving regions.
 
     Args:
         path: A video file.
@@ -349,29 +350,22 @@ def measure_video(path: Path, *, config: AutolabelConfig = AutolabelConfig()) ->
         MediaError: If the file cannot be decoded.
     """
     grid = video.ModelGrid()
-    tok = bflow.BFlowTokenizer()
-    state = bflow.BFlowState()
-    scale = tok.config.flow_scale_px
+    cfg = bflow.BFlowConfig()
     pts, keys, scores, raw, cam_x, cam_y, regions = [], [], [], [], [], [], []
-    prev_luma = None
-    for frame in video.iter_model_frames(path, grid=grid):
-        luma = flow.to_numpy(flow.to_luma(frame.rgb, np))
-        if prev_luma is None:
-            f = np.zeros((*luma.shape, 2), dtype=np.float32)
+    for st in iter_pipeline(path, grid=grid):
+        step, f = st.step, st.flow
+        if st.prev_luma is None:
             raw.append(1.0)
         else:
-            f = flow.to_numpy(flow.optical_flow(prev_luma, luma, xp=np))
-            raw.append(float((np.abs(luma - prev_luma) > tok.config.change_threshold).mean()))
-        prev_luma = luma
-        step = tok.step(state, frame.rgb, f)
+            raw.append(float((np.abs(st.luma - st.prev_luma) > cfg.change_threshold).mean()))
         scores.append(step.cut_score)
-        camera = (0.0, 0.0) if step.is_key else _camera_from_tokens(step.tokens, scale)
+        camera = (0.0, 0.0) if step.is_key else _camera_from_tokens(step.tokens, cfg.flow_scale_px)
         if step.cut_score >= raw[-1]:
             # Compensating the camera motion does not explain the change better than no
             # motion: the median flow was dragged by a large moving object on weak
             # texture (measured on procedural scenes), not a camera move.
             camera = (0.0, 0.0)
-        pts.append(frame.pts_s)
+        pts.append(st.frame.pts_s)
         keys.append(step.is_key)
         cam_x.append(camera[0])
         cam_y.append(camera[1])

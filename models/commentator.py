@@ -271,6 +271,13 @@ class Commentator(nn.Module):
         """Names of the parameters that training updates (and checkpoints store)."""
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: trained parameters and everything outside the
+        backbone (a frozen backbone's weights come from its folder). Detached CPU copies."""
+        keep = set(self.trainable_names())
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
+                if k in keep or not k.startswith("lm.")}
+
     def num_params(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts (tied weights counted once)."""
         ps = list(self.parameters())
@@ -489,8 +496,7 @@ def save_checkpoint(path: Path, model: Commentator, meta: dict[str, Any] | None 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    keep = set(model.trainable_names())
-    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep or not k.startswith("lm.")}
+    sd = model.trainable_state_dict()
     ckpt = {
         "format": "mmduplex-commentator",
         "version": CHECKPOINT_VERSION,
@@ -619,15 +625,15 @@ class CommentatorRuntime:
             ValueError: If ``tokens`` is malformed.
         """
         line = list(state.line)
+        before = self.codec.decode(line)
         pieces: list[LinePiece] = []
         for tok in self.model.step(state, tokens):
             if tok == self.codec.eol_id:
                 pieces.append(LinePiece("", True))
-                line = []
+                line, before = [], ""
                 continue
-            before = self.codec.decode(line)
             line.append(tok)
             after = self.codec.decode(line)
-            text = after[len(before) :] if after.startswith(before) else ""
-            pieces.append(LinePiece(text, False))
+            pieces.append(LinePiece(after[len(before) :] if after.startswith(before) else "", False))
+            before = after
         return pieces

@@ -25,7 +25,7 @@ import hashlib
 import inspect
 import logging
 import multiprocessing as mp
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,10 @@ __all__ = [
     "clip_lines",
     "VIDEO_TOKENIZERS",
     "compute_dense_features",
+    "PipelineStep",
     "compute_features",
+    "gather_video",
+    "iter_pipeline",
     "feature_key",
     "find_clips",
     "load_all_features",
@@ -127,12 +130,58 @@ def feature_key(tokenizer: str = "bflow") -> str:
                 pass
     for mod in (video, flow, bflow):
         h.update(inspect.getsource(mod).encode())
-    h.update(inspect.getsource(compute_features).encode())
+    for fn in (iter_pipeline, compute_features):
+        h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class PipelineStep:
+    """One model step of the live pipeline over a file (see :func:`iter_pipeline`).
+
+    Attributes:
+        frame: The decoded model-grid frame (``.rgb`` uint8 ``[H, W, 3]``, ``.pts_s``).
+        luma: float32 ``[H, W]`` luma of the frame.
+        prev_luma: Luma of the previous step, or None at the first step.
+        flow: float32 ``[H, W, 2]`` optical flow from the previous step, pixels (zero first).
+        step: The B-Flow tokenizer's output for this step.
+    """
+
+    frame: video.ModelFrame
+    luma: np.ndarray
+    prev_luma: np.ndarray | None
+    flow: np.ndarray
+    step: bflow.BFlowStep
+
+
+def iter_pipeline(path: Path, *, grid: video.ModelGrid | None = None) -> Iterator[PipelineStep]:
+    """Runs decoder -> flow -> B-Flow tokenizer over a video file, as live, step by step.
+
+    Args:
+        path: A video file.
+        grid: Model grid (default :class:`models.video.ModelGrid`).
+
+    Yields:
+        One :class:`PipelineStep` per model-grid frame.
+
+    Raises:
+        MediaError: If the file cannot be decoded.
+    """
+    tok = bflow.BFlowTokenizer()
+    state = bflow.BFlowState()
+    prev_luma = None
+    for frame in video.iter_model_frames(path, grid=grid or video.ModelGrid()):
+        luma = flow.to_numpy(flow.to_luma(frame.rgb, np))
+        if prev_luma is None:
+            f = np.zeros((*luma.shape, 2), dtype=np.float32)
+        else:
+            f = flow.to_numpy(flow.optical_flow(prev_luma, luma, xp=np))
+        yield PipelineStep(frame, luma, prev_luma, f, tok.step(state, frame.rgb, f))
+        prev_luma = luma
+
+
 def compute_features(path: Path) -> ClipFeatures:
-    """Runs decoder -> flow -> B-Flow tokenizer over a video file, as live.
+    """B-Flow tokens of a video file, computed by :func:`iter_pipeline` (as live).
 
     Args:
         path: A video file.
@@ -143,22 +192,11 @@ def compute_features(path: Path) -> ClipFeatures:
     Raises:
         MediaError: If the file cannot be decoded.
     """
-    tok = bflow.BFlowTokenizer()
-    state = bflow.BFlowState()
     pts, chunks, is_key = [], [], []
-    prev_luma = None
-    for frame in video.iter_model_frames(path):
-        luma = flow.to_numpy(flow.to_luma(frame.rgb, np))
-        if prev_luma is None:
-            f = np.zeros((*luma.shape, 2), dtype=np.float32)
-        else:
-            f = flow.to_numpy(flow.optical_flow(prev_luma, luma, xp=np))
-        prev_luma = luma
-        out = tok.step(state, frame.rgb, f)
-        t = np.asarray(out.tokens, dtype=np.float32).reshape(-1, bflow.TOKEN_DIM)
-        pts.append(frame.pts_s)
-        chunks.append(t)
-        is_key.append(bool(out.is_key))
+    for st in iter_pipeline(path):
+        pts.append(st.frame.pts_s)
+        chunks.append(np.asarray(st.step.tokens, dtype=np.float32).reshape(-1, bflow.TOKEN_DIM))
+        is_key.append(bool(st.step.is_key))
     counts = np.array([c.shape[0] for c in chunks], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     tokens = (
@@ -172,6 +210,28 @@ def compute_features(path: Path) -> ClipFeatures:
         offsets=offsets,
         is_key=np.asarray(is_key, dtype=bool),
     )
+
+
+def gather_video(feats: ClipFeatures, steps: np.ndarray, is_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Video input of a run of model positions: each frame position gets its step's tokens.
+
+    Args:
+        feats: The clip's features.
+        steps: int64 ``[P]`` step of each position.
+        is_frame: bool ``[P]``, True at video positions (other rows stay empty).
+
+    Returns:
+        ``(tokens float32 [P, N, 64], mask bool [P, N])`` with ``N`` the most tokens of
+        any frame position (at least 1).
+    """
+    counts = feats.counts()[steps] * is_frame
+    vt = np.zeros((len(steps), max(1, int(counts.max(initial=0))), feats.tokens.shape[1]), np.float32)
+    vm = np.zeros(vt.shape[:2], bool)
+    for i in np.flatnonzero(is_frame):
+        tok = feats.step_tokens(int(steps[i]))
+        vt[i, : tok.shape[0]] = tok
+        vm[i, : tok.shape[0]] = True
+    return vt, vm
 
 
 def compute_dense_features(path: Path) -> ClipFeatures:

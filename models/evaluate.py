@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from models.commentator import CommentatorRuntime, CommentatorState
-from models.dataset import ClipFeatures, clip_sequence, load_all_features
+from models.dataset import ClipFeatures, clip_sequence, gather_video, load_all_features
 from models.duplex import IGNORE, PositionSequence
 from models.metrics import combine, event_scores, stream_metrics
 from models.video import MODEL_FPS_HZ
@@ -113,14 +113,8 @@ def teacher_forced(
     for a in range(0, n, cap):
         b = min(n, a + cap)
         frames = seq.is_frame[a:b]
-        steps = seq.step[a:b]
-        nmax = max(1, int((feats.counts()[steps] * frames).max(initial=0)))
-        vt = torch.zeros(1, b - a, nmax, model.cfg.token_dim)
-        vm = torch.zeros(1, b - a, nmax, dtype=torch.bool)
-        for i in np.flatnonzero(frames):
-            tok = feats.step_tokens(int(steps[i]))
-            vt[0, i, : tok.shape[0]] = torch.from_numpy(tok)
-            vm[0, i, : tok.shape[0]] = True
+        tokens, mask = gather_video(feats, seq.step[a:b], frames)
+        vt, vm = torch.from_numpy(tokens)[None], torch.from_numpy(mask)[None]
         text = torch.from_numpy(seq.text_in[a:b].copy())[None]
         logits = model(vt, vm, torch.from_numpy(frames.copy())[None], text)[0]
         logits = logits.masked_fill(model.banned, float("-inf"))

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from models import bflow
-from models.commentator import Commentator, CommentatorConfig, build_commentator, save_checkpoint
-from models.dataset import ClipExample, clip_lines, feature_key, find_clips, load_examples
+from models.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
+from models.dataset import ClipExample, clip_lines, feature_key, find_clips, gather_video, load_examples
 from models.duplex import IGNORE, NO_TEXT
 from models.text import WordCodec
 from models.video import MODEL_FPS_HZ
@@ -122,30 +122,24 @@ def make_batch(
             parts.append((ex, start, end))
             n += end - start
         items.append(parts)
-    nmax = 1
-    for parts in items:
-        for ex, a, b in parts:
-            seq = ex.sequence
-            counts = ex.features.counts()[seq.step[a:b]] * seq.is_frame[a:b]
-            nmax = max(nmax, int(counts.max(initial=0)))
+    videos = [[gather_video(ex.features, ex.sequence.step[a:b], ex.sequence.is_frame[a:b]) for ex, a, b in parts]
+              for parts in items]
+    nmax = max(v[0].shape[1] for row in videos for v in row)
     dim = examples[0].features.tokens.shape[1]
     vt = np.zeros((batch_size, seq_len, nmax, dim), np.float32)
     vm = np.zeros((batch_size, seq_len, nmax), bool)
     frame = np.zeros((batch_size, seq_len), bool)
     text = np.full((batch_size, seq_len), NO_TEXT, np.int64)
     ys = np.full((batch_size, seq_len), IGNORE, np.int64)
-    for bi, parts in enumerate(items):
+    for bi, (parts, row) in enumerate(zip(items, videos, strict=True)):
         p = 0
-        for ex, a, b in parts:
+        for (ex, a, b), (t, m) in zip(parts, row, strict=True):
             seq = ex.sequence
             frame[bi, p : p + b - a] = seq.is_frame[a:b]
             text[bi, p : p + b - a] = seq.text_in[a:b]
             ys[bi, p : p + b - a] = seq.target[a:b]
-            for i in range(a, b):
-                if seq.is_frame[i]:
-                    tok = ex.features.step_tokens(int(seq.step[i]))
-                    vt[bi, p + i - a, : tok.shape[0]] = tok
-                    vm[bi, p + i - a, : tok.shape[0]] = True
+            vt[bi, p : p + b - a, : t.shape[1]] = t
+            vm[bi, p : p + b - a, : m.shape[1]] = m
             p += b - a
     return (torch.from_numpy(vt), torch.from_numpy(vm), torch.from_numpy(frame), torch.from_numpy(text),
             torch.from_numpy(ys))
@@ -396,10 +390,9 @@ def train(
             best = val
             save_checkpoint(out, model, {**meta, "train": {**train_settings, "best_step": step,
                                                           "held_out_loss": val, "history": history}})
-        trainable_state = {k: v for k, v in model.state_dict().items() if k in set(model.trainable_names())
-                           or not k.startswith("lm.")}
         tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save({"model": trainable_state, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+        torch.save({"model": model.trainable_state_dict(), "optimizer": opt.state_dict(),
+                    "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "step": step, "best": best, "history": history,
                     "codec": codec.to_dict()}, tmp)
         tmp.replace(state_path)
@@ -432,8 +425,6 @@ def train(
     eval_metrics = evaluate(out, eval_clips, progress=progress, workers=workers)
     timing["eval"] = time.perf_counter() - t0
     timing["total"] = time.perf_counter() - t_start
-    from models.commentator import load_checkpoint
-
     best_model, best_meta = load_checkpoint(out)
     save_checkpoint(out, best_model, {**best_meta, "eval": eval_metrics, "timing_s": timing})
     result = {

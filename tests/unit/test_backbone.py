@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +78,6 @@ def _tiny(vocab_size: int, n_layers: int) -> nn.Module:
 
 
 LMS: dict[str, Callable[[int, int], nn.Module]] = {"tiny-llama": _tiny, "qwen2": _qwen2}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and far faster than on two busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------------------

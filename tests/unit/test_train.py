@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,15 +22,6 @@ TINY = CommentatorConfig(
 )
 EVAL_KEYS = ("event_recall", "event_precision", "time_diff_s", "fluency", "lm_ppl", "semantic_similarity",
              "bflow_tokens_per_s", "dense_tokens_per_s", "steps_per_s")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and far faster than on two busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _fake_example(t: int, rng: np.random.Generator, fmt: str, k: int = 2) -> ClipExample:
