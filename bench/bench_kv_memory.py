@@ -51,7 +51,7 @@ def stream(rt: CommentatorRuntime, feats, steps: int, every: int) -> list[dict[s
             now = time.perf_counter()
             rows.append({
                 "step": i + 1, "stream_s": (i + 1) / MODEL_FPS_HZ, "positions": state.positions,
-                "cache_positions": state.cache.length, "kv_bytes": state.nbytes(), "rss_mib": rss_mib(),
+                "cache_positions": state.length, "kv_bytes": state.nbytes(), "rss_mib": rss_mib(),
                 "ms_per_step": 1000 * (now - t0) / every,
             })
             t0 = now

@@ -1,4 +1,4 @@
-"""Language-model backbones of the commentator and their bounded streaming KV cache.
+"""Language-model backbones of the commentator.
 
 Backbones (all Hugging Face causal LMs, driven through ``inputs_embeds``):
 
@@ -15,13 +15,7 @@ Backbones (all Hugging Face causal LMs, driven through ``inputs_embeds``):
 Pretrained backbones stay frozen and get LoRA adapters (Hu et al. 2021, via
 ``peft``); the tiny one is trained whole.
 
-:class:`BoundedKVCache` keeps one session's KV cache at a constant size for endless
-streams: the first ``sink`` positions forever (attention sinks, StreamingLLM, Xiao et
-al. 2023) and a sliding window of the most recent ``window`` positions. Positions
-stay contiguous (StreamingVLM, Xu et al. 2025): when the window slides by ``n``,
-the keys it keeps are rotated back by ``n`` positions (RoPE rotations compose), so
-the cache always holds positions ``0 .. len-1`` exactly as a training sequence of
-that length would — the re-rotation is what transformers' former ``SinkCache`` did.
+Their streaming KV cache is :class:`models.kvcache.BoundedKVCache`.
 """
 
 from __future__ import annotations
@@ -44,7 +38,6 @@ __all__ = [
     "BACKBONES",
     "SMOLLM2",
     "BackboneError",
-    "BoundedKVCache",
     "add_lora",
     "build_tiny_lm",
     "fetch_smollm2",
@@ -201,87 +194,3 @@ def add_lora(model: nn.Module, rank: int, alpha: float | None = None) -> list[st
             p.requires_grad_(True)
             names.append(name)
     return names
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class BoundedKVCache:
-    """One session's KV cache: ``sink`` first positions + a window of the latest ones.
-
-    Wraps a transformers ``DynamicCache`` (pass :attr:`cache` as ``past_key_values``).
-    Call :meth:`make_room` before feeding ``n`` new positions and take their
-    ``position_ids`` from :meth:`position_ids`; the cache then never holds more than
-    ``capacity = sink + window`` positions, numbered ``0 .. len-1``.
-
-    Keys of layer ``l`` are float ``[1, kv_heads, len, head_dim]``; memory per
-    session is at most ``2 * layers * kv_heads * capacity * head_dim`` floats.
-    """
-
-    def __init__(self, model: nn.Module, *, sink: int, window: int) -> None:
-        """
-        Args:
-            model: The causal LM (its ``base_model.rotary_emb`` gives the RoPE angles).
-            sink: Attention-sink positions kept forever (>= 0).
-            window: Most recent positions kept (>= 1).
-
-        Raises:
-            ValueError: If ``sink < 0`` or ``window < 1``, or the model uses dynamic RoPE.
-        """
-        from transformers import DynamicCache
-
-        if sink < 0 or window < 1:
-            raise ValueError(f"need sink >= 0 and window >= 1, got {sink}, {window}")
-        self.sink, self.window = sink, window
-        self.rotary = model.base_model.rotary_emb
-        if "dynamic" in str(getattr(self.rotary, "rope_type", "default")):
-            raise ValueError("dynamic RoPE changes its frequencies with the length: keys cannot be re-rotated")
-        self.cache = DynamicCache()
-        self.length = 0  # positions held
-        self.evicted = 0  # positions dropped from the window so far
-
-    @property
-    def capacity(self) -> int:
-        return self.sink + self.window
-
-    def position_ids(self, n: int) -> torch.Tensor:
-        """int64 ``[1, n]`` positions of the next ``n`` entries (after :meth:`make_room`)."""
-        return torch.arange(self.length, self.length + n).unsqueeze(0)
-
-    def make_room(self, n: int) -> None:
-        """Evicts the oldest window entries so that ``n`` new ones fit, and renumbers.
-
-        Raises:
-            ValueError: If ``n`` exceeds the window.
-        """
-        if n > self.window:
-            raise ValueError(f"{n} new positions do not fit a window of {self.window}")
-        drop = self.length + n - self.capacity
-        if drop <= 0:
-            return
-        s = self.sink
-        probe = self.cache.layers[0].keys
-        cos, sin = self.rotary(probe, torch.tensor([[drop]], device=probe.device))  # [1, 1, hd]
-        scale = getattr(self.rotary, "attention_scaling", 1.0)  # YaRN/LongRoPE fold a factor into cos/sin
-        cos, sin = cos[:, None] / scale, sin[:, None] / scale  # broadcast over heads and positions
-        for layer in self.cache.layers:
-            kept = layer.keys[:, :, s + drop :]
-            kept = kept * cos - _rotate_half(kept) * sin  # rotate by -drop positions
-            layer.keys = torch.cat([layer.keys[:, :, :s], kept], dim=2)
-            layer.values = torch.cat([layer.values[:, :, :s], layer.values[:, :, s + drop :]], dim=2)
-        self.length -= drop
-        self.evicted += drop
-
-    def advanced(self, n: int) -> None:
-        """Records that ``n`` entries were appended by a forward pass."""
-        self.length += n
-
-    def nbytes(self) -> int:
-        """Bytes held by the cached keys and values now."""
-        return sum(
-            layer.keys.numel() * layer.keys.element_size() * 2
-            for layer in self.cache.layers
-            if getattr(layer, "is_initialized", False)
-        )

@@ -11,11 +11,13 @@ parallel streams as the alternative) and at each position emits the next text to
 or the learned silence token: the model decides itself when to speak (the
 streaming-EOS idea of VideoLLM-online, Chen et al. 2024).
 
-Endless streams with constant memory: each session keeps a
-:class:`~models.backbone.BoundedKVCache` of ``sink_positions`` attention sinks plus a
+Endless streams with constant memory: each session keeps a slot of a
+:class:`~models.kvcache.BoundedKVCache` of ``sink_positions`` attention sinks plus a
 window of ``window_positions`` recent positions with contiguous positions
 (StreamingLLM, StreamingVLM). Training sequences are at most that long, so a full
-cache looks to the model exactly like a training sequence.
+cache looks to the model exactly like a training sequence. Sessions whose states share
+one cache advance together: :meth:`Commentator.step_batch` runs one batched forward
+pass per position for all of them.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import SMOLLM2, BoundedKVCache, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
+from models.backbone import SMOLLM2, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
 from models.duplex import FORMATS, NO_TEXT
+from models.kvcache import BoundedKVCache
 from models.text import HFCodec, TextCodec, WordCodec
 from streams.errors import ModelError
 
@@ -217,7 +220,9 @@ class CommentatorState:
     """Streaming state of one session (one live stream); bounded forever.
 
     Attributes:
-        cache: The session's KV cache (sinks + sliding window).
+        cache: The KV cache whose slot ``slot`` is this session's (sinks + sliding
+            window); sessions sharing a cache can be stepped in one batch.
+        slot: The session's slot in ``cache``.
         last_token: Id emitted at the previous step (silence after a reset); the
             text input of the next step in the parallel format.
         line: Ids of the current, unfinished line.
@@ -226,14 +231,24 @@ class CommentatorState:
     """
 
     cache: BoundedKVCache
+    slot: int
     last_token: int
     line: list[int] = field(default_factory=list)
     steps: int = 0
     positions: int = 0
 
+    @property
+    def length(self) -> int:
+        """Positions the session's cache slot holds now (at most its capacity)."""
+        return int(self.cache.lengths[self.slot])
+
     def nbytes(self) -> int:
-        """Bytes held by the KV cache now (at most the capacity's worth)."""
-        return self.cache.nbytes()
+        """Bytes held by the session's KV cache now (at most the capacity's worth)."""
+        return self.cache.nbytes(self.slot)
+
+    def release(self) -> None:
+        """Frees the session's cache slot for another session; the state is unusable after."""
+        self.cache.free(self.slot)
 
 
 class Commentator(nn.Module):
@@ -359,10 +374,14 @@ class Commentator(nn.Module):
 
     # -- streaming --------------------------------------------------------
 
-    def new_state(self) -> CommentatorState:
-        """A fresh per-session state with an empty bounded KV cache."""
-        cache = BoundedKVCache(self.lm, sink=self.cfg.sink_positions, window=self.cfg.window_positions)
-        return CommentatorState(cache=cache, last_token=self.codec.sil_id)
+    def new_cache(self, slots: int = 1) -> BoundedKVCache:
+        """An empty KV cache for up to ``slots`` sessions (more are added on demand)."""
+        return BoundedKVCache(self.lm, sink=self.cfg.sink_positions, window=self.cfg.window_positions, slots=slots)
+
+    def new_state(self, cache: BoundedKVCache | None = None) -> CommentatorState:
+        """A fresh per-session state in a free slot of ``cache`` (default: a cache of its own)."""
+        cache = cache if cache is not None else self.new_cache()
+        return CommentatorState(cache=cache, slot=cache.alloc(), last_token=self.codec.sil_id)
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
         if not isinstance(tokens, np.ndarray) or tokens.ndim != 2 or tokens.shape[1] != self.cfg.token_dim:
@@ -372,16 +391,19 @@ class Commentator(nn.Module):
             raise ValueError("B-Flow tokens contain NaN or infinity")
         return tokens.astype(np.float32, copy=False)
 
-    def _feed(self, state: CommentatorState, x: torch.Tensor) -> torch.Tensor:
-        """Appends one position with input ``x`` ``[1, 1, d]``; returns its logits ``[n_ids]``."""
-        cache = state.cache
-        cache.make_room(1)
+    def _feed(self, states: list[CommentatorState], x: torch.Tensor) -> torch.Tensor:
+        """Appends one position per state with inputs ``x`` ``[b, 1, d]`` in one batched
+        forward pass; returns their logits ``[b, n_ids]``."""
+        cache = states[0].cache
+        position_ids, mask = cache.begin([s.slot for s in states])
         h = self.lm.base_model(
-            inputs_embeds=x, position_ids=cache.position_ids(1), past_key_values=cache.cache, use_cache=True
+            inputs_embeds=x, position_ids=position_ids, attention_mask=mask, cache=cache.cache,
+            use_cache=True,
         ).last_hidden_state
-        cache.advanced(1)
-        state.positions += 1
-        return self.logits(h[0, 0])
+        cache.end()
+        for s in states:
+            s.positions += 1
+        return self.logits(h[:, 0])
 
     def _choose(self, state: CommentatorState, logits: torch.Tensor) -> int:
         """Greedy choice: never a banned id; no empty line; long lines are ended."""
@@ -394,49 +416,85 @@ class Commentator(nn.Module):
             logits[c.eol_id] = float("-inf")
         return int(logits.argmax())
 
-    @torch.no_grad()
+    def _video_inputs(self, arrays: list[np.ndarray], last: list[int]) -> torch.Tensor:
+        """Input vectors ``[b, 1, d]`` of one video position per session (B-Flow tokens
+        padded to the longest; the previous token too in the parallel format)."""
+        dev = self.extra_out.device
+        b, n = len(arrays), max(1, *(a.shape[0] for a in arrays))
+        vt = torch.zeros(b, 1, n, self.cfg.token_dim, device=dev)
+        vm = torch.zeros(b, 1, n, dtype=torch.bool, device=dev)
+        for i, a in enumerate(arrays):
+            vt[i, 0, : a.shape[0]] = torch.from_numpy(a).to(dev)
+            vm[i, 0, : a.shape[0]] = True
+        frame = torch.ones(b, 1, dtype=torch.bool, device=dev)
+        text = torch.tensor(last, dtype=torch.long, device=dev)[:, None]
+        return self.embed(vt, vm, frame, text)
+
     def step(self, state: CommentatorState, tokens: np.ndarray) -> list[int]:
-        """One model step (one video frame) of one session.
-
-        Interleaved: feeds the step's video position, then emits tokens until the
-        silence token or ``max_step_tokens`` (each emitted token is fed back).
-        Parallel: feeds one position (video + previous token) and emits one id.
-
-        Args:
-            state: The session's state (updated in place).
-            tokens: float32 ``[N, token_dim]`` B-Flow tokens of this step (N may be 0).
-
-        Returns:
-            Ids said in this step, in order (text and end-of-line ids; empty when silent).
+        """One model step (one video frame) of one session: :meth:`step_batch` of one.
 
         Raises:
             ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array.
         """
-        arr = self._check_tokens(tokens)
-        dev = self.extra_out.device
-        vt = torch.zeros(1, 1, max(1, arr.shape[0]), self.cfg.token_dim, device=dev)
-        vt[0, 0, : arr.shape[0]] = torch.from_numpy(arr).to(dev)
-        vm = torch.zeros(1, 1, vt.shape[2], dtype=torch.bool, device=dev)
-        vm[0, 0, : arr.shape[0]] = True
-        frame = torch.ones(1, 1, dtype=torch.bool, device=dev)
+        return self.step_batch([state], [tokens])[0]
+
+    @torch.no_grad()
+    def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[int]]:
+        """One model step (one video frame) of each of several sessions, batched.
+
+        Interleaved: feeds each session's video position, then emits tokens until the
+        silence token or ``max_step_tokens`` (each emitted token is fed back; only the
+        sessions still speaking take part in those forward passes). Parallel: feeds one
+        position (video + previous token) per session and emits one id each. Results
+        equal those of stepping the sessions one at a time.
+
+        Args:
+            states: The sessions' states (updated in place); they must share one cache
+                (:meth:`new_state` with the same ``cache``) and be distinct.
+            tokens: float32 ``[N_i, token_dim]`` B-Flow tokens of this step per session
+                (``N_i`` may be 0).
+
+        Returns:
+            Per session, the ids said in this step, in order (text and end-of-line ids;
+            empty when silent).
+
+        Raises:
+            ValueError: If a token array is not finite ``[N, token_dim]``, the lists differ
+                in length, or the states do not share one cache.
+        """
+        if len(states) != len(tokens):
+            raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
+        if not states:
+            return []
+        if any(s.cache is not states[0].cache for s in states) or len({s.slot for s in states}) != len(states):
+            raise ValueError("states stepped together must be distinct sessions of one cache")
+        arrays = [self._check_tokens(t) for t in tokens]
         parallel = self.cfg.duplex_format == "parallel"
-        text = torch.full((1, 1), state.last_token if parallel else NO_TEXT, dtype=torch.long, device=dev)
-        logits = self._feed(state, self.embed(vt, vm, frame, text))
-        state.steps += 1
-        said: list[int] = []
-        sil = self.codec.sil_id
-        while True:
-            tok = self._choose(state, logits)
-            state.last_token = tok
-            if tok == sil:
+        last = [s.last_token if parallel else NO_TEXT for s in states]
+        logits = self._feed(states, self._video_inputs(arrays, last))
+        said: list[list[int]] = [[] for _ in states]
+        active = list(range(len(states)))
+        for s in states:
+            s.steps += 1
+        sil, eol = self.codec.sil_id, self.codec.eol_id
+        while active:
+            speaking: list[int] = []
+            for row, i in enumerate(active):
+                state = states[i]
+                tok = self._choose(state, logits[row])
+                state.last_token = tok
+                if tok == sil:
+                    continue
+                said[i].append(tok)
+                state.line = [] if tok == eol else [*state.line, tok]
+                if not parallel:
+                    speaking.append(i)
+            if not speaking:
                 break
-            said.append(tok)
-            state.line = [] if tok == self.codec.eol_id else [*state.line, tok]
-            if parallel:
-                break
-            logits = self._feed(state, self.embed_text(torch.tensor([[tok]], device=dev)))
-            if len(said) >= self.cfg.max_step_tokens:
-                break
+            ids = torch.tensor([[states[i].last_token] for i in speaking], device=self.extra_out.device)
+            logits = self._feed([states[i] for i in speaking], self.embed_text(ids))
+            active = [i for i in speaking if len(said[i]) < self.cfg.max_step_tokens]
+            logits = logits[[speaking.index(i) for i in active]] if len(active) < len(speaking) else logits
         return said
 
 
@@ -578,11 +636,14 @@ class LinePiece:
 class CommentatorRuntime:
     """A loaded commentator for the actors and the evaluation: model + its metadata.
 
-    Torch's thread count is left to the caller (``torch.set_num_threads``).
+    Its sessions share one :class:`~models.kvcache.BoundedKVCache`, so any of them can
+    be stepped together (:meth:`step_batch`). Torch's thread count is left to the
+    caller (``torch.set_num_threads``).
     """
 
     model: Commentator
     meta: dict[str, Any] = field(default_factory=dict)
+    cache: BoundedKVCache | None = None
 
     @classmethod
     def load(cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None) -> CommentatorRuntime:
@@ -607,32 +668,44 @@ class CommentatorRuntime:
         return self.model.codec
 
     def new_state(self) -> CommentatorState:
-        """A fresh per-session state (bounded memory, see :class:`CommentatorState`)."""
-        return self.model.new_state()
+        """A fresh session in a free slot of the shared cache (bounded memory, see
+        :class:`CommentatorState`); :meth:`CommentatorState.release` frees the slot."""
+        if self.cache is None or self.cache.capacity != self.model.cfg.capacity:
+            self.cache = self.model.new_cache()
+        return self.model.new_state(self.cache)
 
     def step(self, state: CommentatorState, tokens: np.ndarray) -> list[LinePiece]:
-        """One model step of one session, as text.
+        """One model step of one session, as text (:meth:`step_batch` of one)."""
+        return self.step_batch([state], [tokens])[0]
+
+    def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[LinePiece]]:
+        """One model step of several sessions in one batch, as text.
 
         Args:
-            state: The session's state (updated in place).
-            tokens: float32 ``[N, 64]`` B-Flow tokens of this step (N may be 0).
+            states: Distinct sessions of this runtime (updated in place).
+            tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
 
         Returns:
-            What was said in this step, in order (empty when silent); a step can end
-            one line and start the next.
+            Per session, what was said in this step, in order (empty when silent); a step
+            can end one line and start the next.
 
         Raises:
-            ValueError: If ``tokens`` is malformed.
+            ValueError: If a token array is malformed.
         """
-        line = list(state.line)
+        before = [list(s.line) for s in states]
+        said = self.model.step_batch(states, tokens)
+        return [self._pieces(line, ids) for line, ids in zip(before, said, strict=True)]
+
+    def _pieces(self, line: list[int], ids: list[int]) -> list[LinePiece]:
+        """Text pieces of ``ids`` said after the unfinished ``line`` (decoded once per token)."""
         before = self.codec.decode(line)
         pieces: list[LinePiece] = []
-        for tok in self.model.step(state, tokens):
+        for tok in ids:
             if tok == self.codec.eol_id:
                 pieces.append(LinePiece("", True))
                 line, before = [], ""
                 continue
-            line.append(tok)
+            line = [*line, tok]
             after = self.codec.decode(line)
             pieces.append(LinePiece(after[len(before) :] if after.startswith(before) else "", False))
             before = after

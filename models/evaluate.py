@@ -69,12 +69,17 @@ def run_clip(
     Args:
         rt: The loaded commentator.
         feats: The clip's per-step tokens.
-        state: Session state to continue (default: a fresh one).
+        state: Session state to continue (default: a fresh one, released at the end).
 
     Returns:
         The produced lines in order (an unfinished last line is included).
     """
-    state = state if state is not None else rt.new_state()
+    if state is None:
+        state = rt.new_state()
+        try:
+            return run_clip(rt, feats, state)
+        finally:
+            state.release()
     lines: list[ProducedLine] = []
     cur, start = "", 0.0
     for t in range(feats.n_steps):
@@ -225,6 +230,8 @@ def evaluate(
         lines = run_clip(rt, feats, st)
         step_time += time.perf_counter() - t0
         kv_bytes = max(kv_bytes, st.nbytes())
+        if not continuous:
+            st.release()
         steps += feats.n_steps
         positions += st.positions - p0
         produced = [(ln.start_s, ln.text) for ln in lines]

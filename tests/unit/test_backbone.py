@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from models.backbone import BackboneError, BoundedKVCache, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
+from models.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
 from models.commentator import CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
+from models.kvcache import BoundedKVCache
 from models.text import HFCodec
 
 WORDS = ["red", "blue", "passes", "shoots", "goal", "the", "camera", "pans", "left", "right", "a", "for"]
@@ -85,13 +86,19 @@ LMS: dict[str, Callable[[int, int], nn.Module]] = {"tiny-llama": _tiny, "qwen2":
 # ---------------------------------------------------------------------------
 
 
-def _stream(lm: nn.Module, cache: BoundedKVCache, x: torch.Tensor) -> torch.Tensor:
-    """Feeds ``x`` [1, 1, d] as the next position through the bounded cache; returns its hidden state [d]."""
-    cache.make_room(1)
-    h = lm.base_model(inputs_embeds=x, position_ids=cache.position_ids(1), past_key_values=cache.cache,
-                      use_cache=True).last_hidden_state
-    cache.advanced(1)
-    return h[0, 0]
+def _feed(lm: nn.Module, cache: BoundedKVCache, rows: list[int], x: torch.Tensor) -> torch.Tensor:
+    """Feeds ``x`` [b, 1, d] as the next position of each slot in ``rows`` in one batch;
+    returns their hidden states [b, d]."""
+    position_ids, mask = cache.begin(rows)
+    h = lm.base_model(inputs_embeds=x, position_ids=position_ids, attention_mask=mask,
+                      cache=cache.cache, use_cache=True).last_hidden_state
+    cache.end()
+    return h[:, 0]
+
+
+def _stream(lm: nn.Module, cache: BoundedKVCache, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
+    """Feeds ``x`` [1, 1, d] as the next position of one slot; returns its hidden state [d]."""
+    return _feed(lm, cache, [slot], x)[0]
 
 
 def _full(lm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -99,18 +106,23 @@ def _full(lm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return lm.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[0, -1]
 
 
+def _new_cache(lm: nn.Module, slots: int = 1) -> tuple[BoundedKVCache, list[int]]:
+    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW, slots=slots)
+    return cache, [cache.alloc() for _ in range(slots)]
+
+
 @pytest.mark.parametrize("arch", list(LMS))
 @torch.no_grad()
 def test_bounded_cache_equals_full_forward_before_it_is_full(arch: str) -> None:
     torch.manual_seed(0)
     lm = LMS[arch](20, 2)
-    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
+    cache, _ = _new_cache(lm)
     x = torch.randn(1, cache.capacity, lm.config.hidden_size)
     for i in range(cache.capacity):
-        assert cache.position_ids(1).tolist() == [[i]]
+        assert int(cache.lengths[0]) == i
         got = _stream(lm, cache, x[:, i : i + 1])
         torch.testing.assert_close(got, _full(lm, x[:, : i + 1]), atol=1e-5, rtol=0)
-    assert cache.length == cache.capacity and cache.evicted == 0
+    assert int(cache.lengths[0]) == cache.capacity and int(cache.evictions[0]) == 0
 
 
 @pytest.mark.parametrize("arch", list(LMS))
@@ -123,7 +135,7 @@ def test_full_bounded_cache_equals_forward_over_sinks_plus_window(arch: str) -> 
     remember evicted context (StreamingLLM's approximation)."""
     torch.manual_seed(1)
     lm = LMS[arch](20, 1)
-    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
+    cache, _ = _new_cache(lm)
     n = 5 * cache.capacity
     x = torch.randn(1, n, lm.config.hidden_size)
     for i in range(n):
@@ -131,11 +143,10 @@ def test_full_bounded_cache_equals_forward_over_sinks_plus_window(arch: str) -> 
         if i < cache.capacity:
             ref = _full(lm, x[:, : i + 1])
         else:
-            assert cache.position_ids(1).tolist() == [[cache.capacity]]  # next one, after this step
             keep = [*range(SINK), *range(i + 1 - WINDOW, i + 1)]
             ref = _full(lm, x[:, keep])
         torch.testing.assert_close(got, ref, atol=2e-3, rtol=0, msg=f"position {i}")
-    assert cache.length == cache.capacity and cache.evicted == n - cache.capacity
+    assert int(cache.lengths[0]) == cache.capacity and int(cache.evictions[0]) == n - cache.capacity
 
 
 def _yarn_llama(vocab_size: int, n_layers: int) -> nn.Module:
@@ -164,45 +175,79 @@ def test_full_bounded_cache_holds_the_keys_of_sinks_plus_window(build: Callable[
 
     torch.manual_seed(2)
     lm = build(20, 1)
-    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
+    cache, _ = _new_cache(lm)
     n = 4 * cache.capacity
     x = torch.randn(1, n, lm.config.hidden_size)
     for i in range(n):
         _stream(lm, cache, x[:, i : i + 1])
     ref = DynamicCache()
-    lm.base_model(inputs_embeds=x[:, [*range(SINK), *range(n - WINDOW, n)]], past_key_values=ref, use_cache=True)
-    torch.testing.assert_close(cache.cache.layers[0].keys, ref.layers[0].keys, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cache.cache.layers[0].values, ref.layers[0].values, atol=1e-6, rtol=0)
+    lm.base_model(inputs_embeds=x[:, [*range(SINK), *range(n - WINDOW, n)]], cache=ref, use_cache=True)
+    torch.testing.assert_close(cache.keys(0), ref.layers[0].keys[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cache.values(0), ref.layers[0].values[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("arch", list(LMS))
+@torch.no_grad()
+def test_batched_slots_equal_sessions_streamed_alone(arch: str) -> None:
+    """Sessions of different lengths stepped together (all slots, a subset, slots added
+    on the way, a freed slot reused) give the hidden states each gets streamed alone."""
+    torch.manual_seed(3)
+    lm = LMS[arch](20, 2)
+    d = lm.config.hidden_size
+    n = 3 * (SINK + WINDOW)
+    xs = torch.randn(4, n, 1, d)
+    alone = []
+    for k in range(4):
+        c, _ = _new_cache(lm)
+        alone.append(torch.stack([_stream(lm, c, xs[k, i : i + 1]) for i in range(n)]))
+    cache, slots = _new_cache(lm, slots=2)  # sessions 0 and 1; 2 and 3 join later (slots double)
+    fed = [0, 0, 0, 0]
+    for t in range(2 * n):
+        live = [k for k in range(4) if fed[k] < n and (k < 2 or t >= 5 * k)]
+        live = [k for k in live if (t + k) % 3 or k == 0]  # some sessions skip some ticks
+        for k in live:
+            if len(slots) <= k:
+                slots.append(cache.alloc())
+        if not live:
+            continue
+        h = _feed(lm, cache, [slots[k] for k in live], torch.cat([xs[k, fed[k] : fed[k] + 1] for k in live]))
+        for row, k in enumerate(live):
+            torch.testing.assert_close(h[row], alone[k][fed[k]], atol=2e-3, rtol=0, msg=f"session {k} pos {fed[k]}")
+            fed[k] += 1
+    assert fed == [n] * 4 and cache.slots == 4
+    cache.free(slots[1])
+    again = cache.alloc()
+    assert again == slots[1] and int(cache.lengths[again]) == 0
+    torch.testing.assert_close(_stream(lm, cache, xs[1, :1], again), alone[1][0], atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
 def test_bounded_cache_memory_is_constant_after_filling() -> None:
     torch.manual_seed(0)
     lm = _qwen2(20, 2)
-    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
-    assert cache.nbytes() == 0
+    cache, _ = _new_cache(lm)
+    assert cache.nbytes(0) == 0
     d = lm.config.hidden_size
     for _ in range(cache.capacity):
         _stream(lm, cache, torch.randn(1, 1, d))
     # 2 (K, V) x layers x kv_heads x capacity x head_dim float32.
     full = 2 * 2 * 2 * cache.capacity * (32 // 4) * 4
-    assert cache.nbytes() == full
+    assert cache.nbytes(0) == full
     for _ in range(300):
         _stream(lm, cache, torch.randn(1, 1, d))
-        assert cache.length == cache.capacity and cache.nbytes() == full
+        assert int(cache.lengths[0]) == cache.capacity and cache.nbytes(0) == full
         assert all(layer.keys.shape[2] == cache.capacity for layer in cache.cache.layers)
-    assert cache.evicted == 300
+    assert int(cache.evictions[0]) == 300
 
 
 def test_bounded_cache_argument_checks() -> None:
     lm = _tiny(20, 1)
-    with pytest.raises(ValueError, match="do not fit a window of 10"):
-        BoundedKVCache(lm, sink=SINK, window=WINDOW).make_room(WINDOW + 1)
-    BoundedKVCache(lm, sink=SINK, window=WINDOW).make_room(WINDOW)  # fits
     with pytest.raises(ValueError, match="sink >= 0"):
         BoundedKVCache(lm, sink=-1, window=WINDOW)
     with pytest.raises(ValueError, match="window >= 1"):
         BoundedKVCache(lm, sink=0, window=0)
+    with pytest.raises(ValueError, match="slots >= 1"):
+        BoundedKVCache(lm, sink=0, window=1, slots=0)
 
 
 # ---------------------------------------------------------------------------
@@ -332,7 +377,7 @@ def test_hf_commentator_streams_and_checkpoints(hf_folder: Path, tmp_path: Path,
     banned = set(codec.banned_ids()) | {codec.sil_id}
     assert all(0 <= i < codec.n_ids and i not in banned for s in said for i in s)
     assert all(1 <= len(s) <= model.cfg.step_tokens for s in said)
-    assert state.cache.length == model.cfg.capacity and state.steps == len(steps)
+    assert state.length == model.cfg.capacity and state.steps == len(steps)
 
     # The checkpoint holds no base weight: much smaller than the base safetensors.
     path = tmp_path / "hf.pt"

@@ -213,9 +213,9 @@ def test_streaming_feed_equals_full_forward(fmt: str) -> None:
             x = m.embed(vt, vm, torch.ones(1, 1, dtype=torch.bool), text)
         else:
             x = m.embed_text(text)
-        got.append(m._feed(state, x))
+        got.append(m._feed([state], x)[0])
     torch.testing.assert_close(torch.stack(got), full, atol=1e-5, rtol=1e-5)
-    assert state.positions == state.cache.length == len(seq) == TINY.capacity
+    assert state.positions == state.length == len(seq) == TINY.capacity
 
 
 def _expected_choice(m: Commentator, logits: torch.Tensor, line: list[int]) -> int:
@@ -285,13 +285,49 @@ def test_kv_cache_is_bounded_over_1000_steps() -> None:
         said = m.step(state, rng.normal(size=(n, DIM)).astype(np.float32))
         assert len(said) <= 1 and all(0 <= t < CODEC.n_ids for t in said)
         talked += len(said)
-        assert state.cache.length == min(i + 1, TINY.capacity)
+        assert state.length == min(i + 1, TINY.capacity)
         if i >= TINY.capacity:
             assert state.nbytes() == full
     assert talked > 0
     assert state.steps == state.positions == 1000
-    assert state.cache.evicted == 1000 - TINY.capacity
-    assert state.nbytes() == full and state.cache.position_ids(1).tolist() == [[TINY.capacity]]
+    assert int(state.cache.evictions[state.slot]) == 1000 - TINY.capacity
+    assert state.nbytes() == full
+
+
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+@torch.no_grad()
+def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
+    """Sessions stepped together in one cache (joining late, skipping ticks, past the
+    capacity, some talking and some silent) say exactly what each says stepped alone."""
+    m = _model(duplex_format=fmt, max_line_tokens=5)
+    n = 2 * TINY.capacity
+    streams = [_random_steps(n, seed=20 + k) for k in range(5)]
+    m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, streams[0][:20]))
+    alone = []
+    for steps in streams:
+        st = m.new_state()
+        alone.append([m.step(st, a) for a in steps])
+    assert any(any(s) for s in alone[0]) and not all(alone[0])
+    cache = m.new_cache(slots=2)
+    states: dict[int, CommentatorState] = {}
+    got: list[list[list[int]]] = [[] for _ in streams]
+    for t in range(3 * n):
+        live = [k for k in range(5) if len(got[k]) < n and t >= 7 * k and (t + k) % 4]
+        for k in live:
+            if k not in states:
+                states[k] = m.new_state(cache)
+        said = m.step_batch([states[k] for k in live], [streams[k][len(got[k])] for k in live])
+        for k, s in zip(live, said, strict=True):
+            got[k].append(s)
+    assert got == alone
+    assert cache.slots == 8 and all(states[k].steps == n for k in states)
+    with pytest.raises(ValueError, match="distinct sessions of one cache"):
+        m.step_batch([states[0], m.new_state()], [streams[0][0]] * 2)
+    with pytest.raises(ValueError, match="distinct sessions of one cache"):
+        m.step_batch([states[0], states[0]], [streams[0][0]] * 2)
+    with pytest.raises(ValueError, match="2 states but 1 token arrays"):
+        m.step_batch([states[0], states[1]], [streams[0][0]])
+    assert m.step_batch([], []) == []
 
 
 @pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
@@ -372,7 +408,7 @@ def test_step_rejects_malformed_tokens() -> None:
     bad[1, 5] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         m.step(state, bad)
-    assert state.steps == state.positions == state.cache.length == 0  # nothing was fed
+    assert state.steps == state.positions == state.length == 0  # nothing was fed
 
 
 # ---------------------------------------------------------------------------
@@ -417,6 +453,13 @@ def test_checkpoint_round_trip_and_runtime_pieces(tmp_path: Path, fmt: str) -> N
                 ids[-1].append(tok)
     assert len(ids) > 2  # several lines
     assert texts == [rt.codec.decode(line) for line in ids]
+    # step_batch: the same pieces for each session as stepping it alone; released slots are reused.
+    a, b, a1, b1 = (rt.new_state() for _ in range(4))
+    for x, y in zip(steps, steps[::-1], strict=True):
+        assert rt.step_batch([a, b], [x, y]) == [rt.step(a1, x), rt.step(b1, y)]
+    slot = a.slot
+    a.release()
+    assert rt.new_state().slot == slot
 
 
 def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
