@@ -3,8 +3,10 @@
 Runs the duplex model (:mod:`models.commentator`): one model step per incoming token
 message (one per model tick, 5 Hz), whether or not it is speaking; the model decides
 itself when to speak, stay silent (the silence token) or end its line. Each stream
-has its own bounded KV cache. Text goes out as soon as it is decided, stamped with
-the video time of the step that produced it.
+has its own slot of one bounded KV cache, and the sessions whose token messages are
+queued advance together in one batched forward pass per position
+(:meth:`CommentatorStage.process_batch`). Text goes out as soon as it is decided,
+stamped with the video time of the step that produced it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.stage import Session, Stage, StageOptions
-from models.commentator import CommentatorRuntime
+from models.commentator import CommentatorRuntime, CommentatorState, LinePiece
 from streams import messages as m
 from streams.errors import SchemaError
 
@@ -24,12 +26,13 @@ class CommentatorSession:
     """Per-stream commentator state.
 
     Attributes:
-        model_state: The model's streaming state (KV cache, last token).
+        model_state: The model's streaming state (its KV cache slot, last token);
+            created by the first batch that steps the stream.
         utterance: Number of the current (or next) line.
         text: Text of the current line so far.
     """
 
-    model_state: Any
+    model_state: CommentatorState | None = None
     utterance: int = 0
     text: str = ""
 
@@ -45,18 +48,52 @@ class CommentatorStage(Stage):
     def __init__(self, options: StageOptions, *, checkpoint: Path) -> None:
         super().__init__(options)
         self.runtime = CommentatorRuntime.load(checkpoint)
+        # Slots are taken and freed only in the batch thread (between forward passes):
+        # the event loop queues the states of closed sessions here.
+        self._to_release: list[CommentatorState] = []
 
     def new_state(self, stream: str) -> CommentatorSession:
-        return CommentatorSession(model_state=self.runtime.new_state())
+        return CommentatorSession()
+
+    def close_state(self, state: CommentatorSession) -> None:
+        if state.model_state is not None:
+            self._to_release.append(state.model_state)
 
     def process(self, session: Session, message: m.Message) -> list[m.Message]:
-        assert isinstance(message, m.Tokens)
-        tokens = message.tokens.to_numpy(dtype="float32", ndim=2)
-        try:
-            pieces = self.runtime.step(session.state.model_state, tokens)
-        except ValueError as exc:  # token width or values the model cannot take
-            raise SchemaError(f"tokens rejected by the commentator: {exc}") from None
-        session.counters["model_steps"] += 1
+        result = self.process_batch([(session, message)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, items: list[tuple[Session, m.Message]]) -> list[list[m.Message] | Exception]:
+        """One batched model step for every token message; end-of-stream one by one."""
+        while self._to_release:
+            self._to_release.pop().release()
+        results: list[list[m.Message] | Exception] = []
+        steps: list[tuple[int, Session, m.Message, Any]] = []  # (item index, session, message, tokens)
+        for i, (session, message) in enumerate(items):
+            results.append([])
+            try:
+                if isinstance(message, m.EndOfStream):
+                    results[i] = self.finish(session, message)
+                    continue
+                assert isinstance(message, m.Tokens)
+                tokens = self.runtime.model.check_tokens(message.tokens.to_numpy(dtype="float32", ndim=2))
+                if session.state.model_state is None:
+                    session.state.model_state = self.runtime.new_state()
+                steps.append((i, session, message, tokens))
+            except ValueError as exc:  # token width or values the model cannot take
+                results[i] = SchemaError(f"tokens rejected by the commentator: {exc}")
+            except Exception as exc:
+                results[i] = exc
+        if steps:
+            said = self.runtime.step_batch([st.state.model_state for _, st, _, _ in steps], [t for *_, t in steps])
+            for (i, session, message, _), pieces in zip(steps, said, strict=True):
+                session.counters["model_steps"] += 1
+                results[i] = self._deltas(session, message, pieces)
+        return results
+
+    def _deltas(self, session: Session, message: m.Message, pieces: list[LinePiece]) -> list[m.Message]:
         state: CommentatorSession = session.state
         deltas: list[m.Message] = []
         for piece in pieces:

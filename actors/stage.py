@@ -2,12 +2,16 @@
 
 A :class:`Stage` subscribes to one message kind on every stream
 (``<prefix>.live.*.<input_kind>``), keeps one :class:`Session` per stream with a
-bounded queue and its own worker task, and publishes what :meth:`Stage.process`
-returns on the stream's ``<output_kind>`` subject. So:
+bounded queue, and publishes what it makes of each message on the stream's
+``<output_kind>`` subject. One worker loop serves all streams in batches (continuous
+batching): each batch takes the oldest queued message of every stream that has one
+and hands them to :meth:`Stage.process_batch` in one worker-thread call — the
+commentator advances all those sessions in one batched forward pass. So:
 
 - each stream's messages are handled in order, one at a time;
-- a slow stream never delays another (one worker task per stream, array work in a
-  thread);
+- a slow or late stream never delays another by more than one batch: a batch takes
+  what is queued when it starts, and a stream's backlog is served one message per
+  batch like everyone else's;
 - a stream that falls behind drops its *oldest* queued work, counts it, and says so on
   its ``status`` subject; no queue grows without bound;
 - a malformed message, a media error or a bug in one stream is counted, reported on
@@ -78,8 +82,6 @@ class Session:
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     out_seq: int = 0
     last_seen: float = field(default_factory=time.monotonic)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
     closed: bool = False
 
     def latency_ms(self) -> dict[str, float]:
@@ -108,7 +110,9 @@ class Stage:
         self.unroutable = 0  # messages on subjects with no valid stream id
         self._nc: Any = None
         self._closed = asyncio.Event()
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0  # batches processed
 
     # -- to implement -------------------------------------------------------------
     def new_state(self, stream: str) -> Any:
@@ -129,6 +133,31 @@ class Stage:
     def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
         """Handle end of stream; by default just forwards it. Runs in a worker thread."""
         return [self.forward_eos(session, message)]
+
+    def process_batch(self, items: list[tuple[Session, m.Message]]) -> list[list[m.Message] | Exception]:
+        """Handle the oldest queued message of several streams (runs in a worker thread).
+
+        The default handles them one by one (:meth:`process`, :meth:`finish`); stages
+        whose work batches across streams override it.
+
+        Args:
+            items: ``(session, message)`` pairs, one per stream, in no particular order.
+
+        Returns:
+            Per item, in order: its output messages, or the exception it raised (an
+            :class:`~streams.errors.MMDError` is reported as a typed error of that
+            stream, anything else as ``internal``); one item's failure never affects another.
+        """
+        results: list[list[m.Message] | Exception] = []
+        for session, message in items:
+            try:
+                if isinstance(message, m.EndOfStream):
+                    results.append(self.finish(session, message))
+                else:
+                    results.append(self.process(session, message))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def on_drop(self, session: Session) -> None:
         """Called after queued work of a stream was dropped (e.g. to resync a decoder)."""
@@ -166,7 +195,7 @@ class Stage:
             pending_msgs_limit=100_000,
             pending_bytes_limit=256 * 1024 * 1024,
         )
-        self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        self._tasks = [asyncio.create_task(self._batch_loop()), asyncio.create_task(self._housekeeping_loop())]
         log.info("%s stage listening on %s", self.name, self.options.nats_url)
 
     def check_health(self) -> None:
@@ -180,8 +209,8 @@ class Stage:
 
     async def stop(self) -> None:
         """Drain the NATS connection and stop every stream worker."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in self._tasks:
+            task.cancel()
         for session in list(self.sessions.values()):
             await self._close_session(session, report=False)
         if self._nc is not None and not self._nc.is_closed:
@@ -225,42 +254,51 @@ class Stage:
                 await self.report(stream, "warning", "dropped",
                                   f"{self.name} is behind: dropped the oldest queued message", session)
         session.queue.append(message)
-        session.wakeup.set()
+        self._wakeup.set()
 
     def _open_session(self, stream: str) -> Session:
         session = Session(stream=stream, state=self.new_state(stream))
-        session.task = asyncio.create_task(self._worker(session))
         self.sessions[stream] = session
         log.info("%s: stream %s opened", self.name, stream)
         return session
 
-    async def _worker(self, session: Session) -> None:
-        while not session.closed:
-            if not session.queue:
-                session.wakeup.clear()
-                await session.wakeup.wait()
+    async def _batch_loop(self) -> None:
+        while True:
+            ready = [session for session in self.sessions.values() if session.queue]
+            if not ready:
+                self._wakeup.clear()
+                await self._wakeup.wait()
                 continue
-            message = session.queue.popleft()
+            items = [(session, session.queue.popleft()) for session in ready]
             started = time.perf_counter()
             try:
-                if isinstance(message, m.EndOfStream):
-                    outputs = await asyncio.to_thread(self.finish, session, message)
-                else:
-                    outputs = await asyncio.to_thread(self.process, session, message)
-            except MMDError as exc:
-                session.counters[f"errors.{exc.code}"] += 1
-                await self.report(session.stream, "error", exc.code, str(exc), session)
-                continue
-            except Exception as exc:  # a bug must not kill the replica or other streams
-                log.exception("%s: stream %s: unexpected error", self.name, session.stream)
-                session.counters["errors.internal"] += 1
-                await self.report(session.stream, "error", "internal", f"{type(exc).__name__}: {exc}", session)
-                continue
-            session.latencies_s.append(time.perf_counter() - started)
-            for out in outputs:
-                await self._publish(session, out)
-            if isinstance(message, m.EndOfStream):
-                await self._close_session(session, report=True)
+                results = await asyncio.to_thread(self.process_batch, items)
+            except Exception as exc:  # a bug in a batched override: every item of the batch fails
+                log.exception("%s: batch of %d streams failed", self.name, len(items))
+                results = [exc] * len(items)
+            elapsed = time.perf_counter() - started
+            self.batches += 1
+            for (session, message), result in zip(items, results, strict=True):
+                await self._deliver(session, message, result, elapsed)
+
+    async def _deliver(
+        self, session: Session, message: m.Message, result: list[m.Message] | Exception, elapsed_s: float
+    ) -> None:
+        """Publishes one item's outputs, or counts and reports its failure."""
+        if isinstance(result, MMDError):
+            session.counters[f"errors.{result.code}"] += 1
+            await self.report(session.stream, "error", result.code, str(result), session)
+            return
+        if isinstance(result, Exception):  # a bug must not kill the replica or other streams
+            log.error("%s: stream %s: unexpected error", self.name, session.stream, exc_info=result)
+            session.counters["errors.internal"] += 1
+            await self.report(session.stream, "error", "internal", f"{type(result).__name__}: {result}", session)
+            return
+        session.latencies_s.append(elapsed_s)
+        for out in result:
+            await self._publish(session, out)
+        if isinstance(message, m.EndOfStream):
+            await self._close_session(session, report=True)
 
     async def _publish(self, session: Session, message: m.Message) -> None:
         subject = stream_subject(session.stream, self.output_kind, prefix=self.options.prefix)
@@ -294,7 +332,7 @@ class Stage:
         if session.closed:
             return
         session.closed = True
-        session.wakeup.set()
+        session.queue.clear()
         self.sessions.pop(session.stream, None)
         if report:
             await self.report(session.stream, "info", "counters", f"{self.name}: stream ended", session)

@@ -383,7 +383,12 @@ class Commentator(nn.Module):
         cache = cache if cache is not None else self.new_cache()
         return CommentatorState(cache=cache, slot=cache.alloc(), last_token=self.codec.sil_id)
 
-    def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
+    def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """``tokens`` as float32 ``[N, token_dim]``.
+
+        Raises:
+            ValueError: If it is not a finite ``[N, token_dim]`` array.
+        """
         if not isinstance(tokens, np.ndarray) or tokens.ndim != 2 or tokens.shape[1] != self.cfg.token_dim:
             desc = f"{tokens.dtype} {list(tokens.shape)}" if isinstance(tokens, np.ndarray) else type(tokens).__name__
             raise ValueError(f"expected float32 [N, {self.cfg.token_dim}] tokens, got {desc}")
@@ -421,11 +426,12 @@ class Commentator(nn.Module):
         padded to the longest; the previous token too in the parallel format)."""
         dev = self.extra_out.device
         b, n = len(arrays), max(1, *(a.shape[0] for a in arrays))
-        vt = torch.zeros(b, 1, n, self.cfg.token_dim, device=dev)
-        vm = torch.zeros(b, 1, n, dtype=torch.bool, device=dev)
+        padded = np.zeros((b, 1, n, self.cfg.token_dim), dtype=np.float32)
+        valid = np.zeros((b, 1, n), dtype=bool)
         for i, a in enumerate(arrays):
-            vt[i, 0, : a.shape[0]] = torch.from_numpy(a).to(dev)
-            vm[i, 0, : a.shape[0]] = True
+            padded[i, 0, : a.shape[0]] = a
+            valid[i, 0, : a.shape[0]] = True
+        vt, vm = torch.from_numpy(padded).to(dev), torch.from_numpy(valid).to(dev)
         frame = torch.ones(b, 1, dtype=torch.bool, device=dev)
         text = torch.tensor(last, dtype=torch.long, device=dev)[:, None]
         return self.embed(vt, vm, frame, text)
@@ -468,7 +474,7 @@ class Commentator(nn.Module):
             return []
         if any(s.cache is not states[0].cache for s in states) or len({s.slot for s in states}) != len(states):
             raise ValueError("states stepped together must be distinct sessions of one cache")
-        arrays = [self._check_tokens(t) for t in tokens]
+        arrays = [self.check_tokens(t) for t in tokens]
         parallel = self.cfg.duplex_format == "parallel"
         last = [s.last_token if parallel else NO_TEXT for s in states]
         logits = self._feed(states, self._video_inputs(arrays, last))
