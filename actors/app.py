@@ -9,7 +9,7 @@ Serve reads the builder's parameter annotation at run time to build the pydantic
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.serve import Application
 
 from actors.deployments import (
@@ -22,6 +22,7 @@ from actors.deployments import (
     Tokenizer,
     Tts,
 )
+from actors.placement import STAGES
 from streams import settings
 
 
@@ -35,9 +36,25 @@ class AppConfig(BaseModel):
     checkpoint: Path = Field(default_factory=settings.checkpoint_path,
                              description="Commentator checkpoint (env MMD_CHECKPOINT).")
     max_sessions: int = Field(16, ge=1, description="Sessions the controller admits at once.")
+    streams_per_replica: int | None = Field(
+        None, ge=1, description="Capacity of one stage replica in streams (default: max_sessions).")
+    replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description="Replicas per stage, e.g. {'commentator': 2} (default 1 each); stages: " + ", ".join(STAGES))
     queue_limit: int = Field(64, ge=1, description="Messages queued per stream and stage before dropping the oldest.")
     idle_timeout_s: float = Field(60.0, gt=0, description="Seconds without input after which a stream is closed.")
     num_cpus_per_replica: float = Field(0.2, gt=0, description="Ray CPUs reserved per replica.")
+
+
+    @field_validator("replicas")
+    @classmethod
+    def _known_stages(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; stages are {list(STAGES)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("every stage needs at least 1 replica")
+        return value
 
 
 def build_app(config: AppConfig) -> Application:
@@ -51,16 +68,21 @@ def build_app(config: AppConfig) -> Application:
     """
     options = StageOptions(
         nats_url=config.nats_url, prefix=config.prefix, queue_limit=config.queue_limit,
-        idle_timeout_s=config.idle_timeout_s, max_streams=config.max_sessions,
+        idle_timeout_s=config.idle_timeout_s, max_streams=config.streams_per_replica or config.max_sessions,
     )
     actor_options = {"ray_actor_options": {"num_cpus": config.num_cpus_per_replica}}
+
+    def opts(stage: str) -> dict:
+        return {**actor_options, "num_replicas": config.replicas.get(stage, 1)}
+
     stages = [
-        Decoder.options(**actor_options).bind(options),
-        Flow.options(**actor_options).bind(options),
-        Tokenizer.options(**actor_options).bind(options),
-        Commentator.options(**actor_options).bind(options, checkpoint=config.checkpoint),
-        Tts.options(**actor_options).bind(options),
+        Decoder.options(**opts("decoder")).bind(options),
+        Flow.options(**opts("flow")).bind(options),
+        Tokenizer.options(**opts("tokenizer")).bind(options),
+        Commentator.options(**opts("commentator")).bind(options, checkpoint=config.checkpoint),
+        Tts.options(**opts("tts")).bind(options),
     ]
-    controller = ControllerOptions(nats_url=config.nats_url, prefix=config.prefix, max_sessions=config.max_sessions)
+    controller = ControllerOptions(nats_url=config.nats_url, prefix=config.prefix, max_sessions=config.max_sessions,
+                                   idle_timeout_s=config.idle_timeout_s)
     # The controller is the ingress; the stages are bound to it so they deploy with it.
     return Controller.options(**actor_options).bind(controller, stages=stages)

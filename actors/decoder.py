@@ -2,17 +2,22 @@
 
 Uses :class:`models.video.VideoDecoder` (PyAV/FFmpeg: any codec FFmpeg decodes). It
 waits for the stream header, then for a keyframe; corrupt packets are counted and
-skipped; frames are resampled to the model's rate and size.
+skipped; frames are resampled to the model's rate and size. Each stream's header is
+kept in the ``mmd-headers`` key–value bucket, so a replica that takes the stream over
+from one that died opens the codec from it and resumes at the next keyframe.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from actors.stage import Session, Stage
 from models.video import CodecParams, ModelGrid, VideoDecoder
 from streams import messages as m
 from streams.errors import OversizedFrameError, SessionError, UnknownCodecError
+
+log = logging.getLogger(__name__)
 
 #: Largest compressed packet accepted, in bytes (NATS' default max payload).
 MAX_PACKET_BYTES = 1 << 20
@@ -44,6 +49,24 @@ class DecoderStage(Stage):
 
     def new_state(self, stream: str) -> DecoderState:
         return DecoderState()
+
+    async def on_accept(self, session: Session, message: m.Message, raw: bytes) -> None:
+        if isinstance(message, m.StreamHeader) and self.membership is not None:
+            try:
+                await self.membership.headers.put(session.stream, raw)
+            except Exception as exc:  # the stream goes on; only a takeover would miss it
+                log.warning("decoder: stream %s: header not stored: %s", session.stream, exc)
+
+    async def on_takeover(self, session: Session) -> None:
+        assert self.membership is not None
+        try:
+            entry = await self.membership.headers.get(session.stream)
+            header = m.decode(entry.value, m.StreamHeader)
+        except Exception as exc:
+            await self.report(session.stream, "error", "session",
+                              f"decoder: took the stream over but its header is unavailable: {exc}", session)
+            return
+        session.queue.appendleft(header)
 
     def on_drop(self, session: Session) -> None:
         # Later packets reference the dropped ones: restart at the next keyframe.

@@ -47,6 +47,8 @@ class _Replica:
         except ImportError:  # pragma: no cover - torch is a dependency
             pass
         self.component = self.component_cls(options, **kwargs)
+        if hasattr(self.component, "replica_tag"):
+            self.component.replica_tag = serve.get_replica_context().replica_id.unique_id
         await asyncio.wait_for(self.component.start(), timeout=INIT_TIMEOUT_S)
 
     def check_health(self) -> None:

@@ -75,6 +75,42 @@ class EmbeddedSystem:
 
         return serve.get_deployment_handle(deployment, app_name=APP_NAME)
 
+    def replica_tags(self, deployment: str) -> list[str]:
+        """Serve's replica ids (tags) of a deployment's live replicas, sorted.
+
+        A stage replica's control-plane id is ``<deployment>-<tag>``.
+        """
+        import ray
+
+        prefix = f"SERVE_REPLICA::{APP_NAME}#{deployment}#"
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["namespace"] == "serve" and a["name"].startswith(prefix)]
+        return sorted(n[len(prefix):] for n in names)
+
+    def kill_replica(self, deployment: str, tag: str | None = None) -> str:
+        """Kills one replica actor of a deployment, as a crash would (Serve starts a new one).
+
+        Args:
+            deployment: Deployment name (``decoder`` ... ``tts``, ``controller``).
+            tag: Which replica (see :meth:`replica_tags`); default: the first.
+
+        Returns:
+            The tag of the killed replica.
+
+        Raises:
+            ValueError: If the deployment has no such live replica.
+        """
+        import ray
+
+        tags = self.replica_tags(deployment)
+        if not tags or (tag is not None and tag not in tags):
+            raise ValueError(f"no live replica {tag or ''} of deployment {deployment!r} (live: {tags})")
+        tag = tag or tags[0]
+        actor = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{deployment}#{tag}", namespace="serve")
+        ray.kill(actor, no_restart=True)
+        log.warning("killed replica %s of %s", tag, deployment)
+        return tag
+
     def stop(self) -> None:
         """Shut down Serve, Ray and NATS (each step best effort)."""
         import ray

@@ -15,7 +15,12 @@ commentator advances all those sessions in one batched forward pass. So:
 - a stream that falls behind drops its *oldest* queued work, counts it, and says so on
   its ``status`` subject; no queue grows without bound;
 - a malformed message, a media error or a bug in one stream is counted, reported on
-  that stream's ``status`` and never reaches the replica or another stream.
+  that stream's ``status`` and never reaches the replica or another stream;
+- a replica handles only the streams the session controller assigned to it
+  (:class:`~actors.placement.Membership`); it asks the controller to open the session
+  of a stream it meets unopened, and when it takes a stream over from a replica that
+  died it starts the stream afresh and reports on ``status`` how many input messages
+  were lost in between.
 
 Stages are plain classes (no Ray import): ``actors/deployments.py`` wraps them as Ray
 Serve deployments, and tests can run them in-process against a real NATS server.
@@ -32,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from actors.placement import Membership, SessionRecord
 from streams import messages as m
 from streams.bus import connect
 from streams.errors import MMDError, SchemaError, StreamIdError
@@ -73,6 +79,9 @@ class Session:
         latencies_s: Recent processing times in seconds.
         out_seq: Sequence number of the next output message.
         last_seen: Monotonic time of the last input message.
+        last_seq: ``seq`` of the last input message handled (-1 before the first).
+        resume_after: Set when the stream was taken over from a replica that died: the
+            last input ``seq`` that replica handled; cleared by the first message.
     """
 
     stream: str
@@ -82,6 +91,8 @@ class Session:
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     out_seq: int = 0
     last_seen: float = field(default_factory=time.monotonic)
+    last_seq: int = -1
+    resume_after: int | None = None
     closed: bool = False
 
     def latency_ms(self) -> dict[str, float]:
@@ -113,6 +124,11 @@ class Stage:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # batches processed
+        self.membership: Membership | None = None
+        self.replica_tag: str | None = None  # Serve's replica id, set by the deployment before start()
+        self._held: dict[str, deque[Any]] = {}  # raw messages of streams being claimed
+        self._refused_until: dict[str, float] = {}  # streams the controller refused, until (monotonic)
+        self._takeovers: dict[str, int] = {}  # stream -> resume_after, for streams moved here
 
     # -- to implement -------------------------------------------------------------
     def new_state(self, stream: str) -> Any:
@@ -162,6 +178,12 @@ class Stage:
     def on_drop(self, session: Session) -> None:
         """Called after queued work of a stream was dropped (e.g. to resync a decoder)."""
 
+    async def on_accept(self, session: Session, message: m.Message, raw: bytes) -> None:
+        """Called in the event loop for each valid input message before it is queued."""
+
+    async def on_takeover(self, session: Session) -> None:
+        """Called in the event loop when a stream taken over from a dead replica starts here."""
+
     def close_state(self, state: Any) -> None:
         """Release a stream's state when its session closes."""
 
@@ -189,6 +211,12 @@ class Stage:
         self._nc = await connect(
             self.options.nats_url, name=f"mmd-{self.name}", max_reconnect_attempts=-1, on_closed=self._closed
         )
+        self.membership = Membership(
+            self._nc, stage=self.name, capacity=self.options.max_streams, prefix=self.options.prefix,
+            progress=lambda: {stream: s.last_seq for stream, s in self.sessions.items()},
+            on_assignment=self._assignment_changed, tag=self.replica_tag,
+        )
+        await self.membership.start()
         await self._nc.subscribe(
             wildcard_subject(self.input_kind, prefix=self.options.prefix),
             cb=self._on_message,
@@ -196,7 +224,7 @@ class Stage:
             pending_bytes_limit=256 * 1024 * 1024,
         )
         self._tasks = [asyncio.create_task(self._batch_loop()), asyncio.create_task(self._housekeeping_loop())]
-        log.info("%s stage listening on %s", self.name, self.options.nats_url)
+        log.info("%s replica %s listening on %s", self.name, self.membership.replica_id, self.options.nats_url)
 
     def check_health(self) -> None:
         """Raise if the stage cannot work (its NATS connection is gone).
@@ -213,6 +241,8 @@ class Stage:
             task.cancel()
         for session in list(self.sessions.values()):
             await self._close_session(session, report=False)
+        if self.membership is not None:
+            await self.membership.stop()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=5.0)
@@ -228,6 +258,15 @@ class Stage:
             self.unroutable += 1
             log.warning("%s: %s", self.name, exc)
             return
+        assert self.membership is not None
+        owner = self.membership.owner(stream)
+        if owner is None and stream not in self.sessions:
+            await self._hold(stream, msg)  # no session yet: hold the message and ask the controller
+        elif owner is None or owner == self.membership.replica_id:
+            await self._accept(stream, msg)  # ours (a closed session still finishes its tail)
+        # else: another replica's stream
+
+    async def _accept(self, stream: str, msg: Any) -> None:
         session = self.sessions.get(stream)
         if session is None:
             if len(self.sessions) >= self.options.max_streams:
@@ -236,6 +275,9 @@ class Stage:
                                   f"{self.name} replica is full ({self.options.max_streams} streams)")
                 return
             session = self._open_session(stream)
+            if stream in self._takeovers:
+                session.resume_after = self._takeovers.pop(stream)
+                await self.on_takeover(session)
         session.last_seen = time.monotonic()
         session.counters["received"] += 1
         try:
@@ -246,6 +288,15 @@ class Stage:
             session.counters[f"errors.{exc.code}"] += 1
             await self.report(stream, "error", exc.code, str(exc), session)
             return
+        if session.resume_after is not None:
+            lost = max(0, message.seq - session.resume_after - 1)
+            session.counters["failovers"] += 1
+            session.counters["lost_in_failover"] += lost
+            session.resume_after = None
+            await self.report(stream, "warning", "failover",
+                              f"{self.name} replica {self.membership.replica_id} took the stream over: "
+                              f"{lost} input messages lost", session)
+        await self.on_accept(session, message, msg.data)
         if len(session.queue) >= self.options.queue_limit:
             session.queue.popleft()
             session.counters["dropped"] += 1
@@ -255,6 +306,49 @@ class Stage:
                                   f"{self.name} is behind: dropped the oldest queued message", session)
         session.queue.append(message)
         self._wakeup.set()
+
+    async def _hold(self, stream: str, msg: Any) -> None:
+        """Keeps a message of a stream with no session while the controller is asked to open one."""
+        if self._refused_until.get(stream, 0.0) > time.monotonic():
+            self.unroutable += 1  # refused a moment ago (reported then); retried after a pause
+            return
+        held = self._held.get(stream)
+        if held is None:
+            held = self._held[stream] = deque(maxlen=self.options.queue_limit)
+            asyncio.create_task(self._claim(stream))
+        held.append(msg)
+
+    async def _claim(self, stream: str) -> None:
+        assert self.membership is not None
+        try:
+            owner = await self.membership.claim(stream)
+        except MMDError as exc:
+            held = self._held.pop(stream, deque())
+            self._refused_until[stream] = time.monotonic() + 5.0
+            await self.report(stream, "error", exc.code,
+                              f"{self.name}: no session for the stream ({exc}); {len(held)} messages dropped")
+            return
+        held = self._held.pop(stream, deque())
+        if owner == self.membership.replica_id:
+            for msg in held:
+                await self._accept(stream, msg)
+
+    async def _assignment_changed(self, stream: str, record: SessionRecord | None) -> None:
+        """A session record changed: take a stream over, or let one go."""
+        assert self.membership is not None
+        me = self.membership.replica_id
+        if record is None:  # session closed: the stream ends with its end-of-stream or idle timeout
+            self._takeovers.pop(stream, None)
+            return
+        owner = record.replicas.get(self.name)
+        session = self.sessions.get(stream)
+        if owner != me:
+            self._takeovers.pop(stream, None)
+            if session is not None:
+                log.info("%s: stream %s moved to %s", self.name, stream, owner)
+                await self._close_session(session, report=False)
+        elif session is None and self.name in record.resume:
+            self._takeovers[stream] = record.resume[self.name]
 
     def _open_session(self, stream: str) -> Session:
         session = Session(stream=stream, state=self.new_state(stream))
@@ -285,6 +379,7 @@ class Stage:
         self, session: Session, message: m.Message, result: list[m.Message] | Exception, elapsed_s: float
     ) -> None:
         """Publishes one item's outputs, or counts and reports its failure."""
+        session.last_seq = message.seq
         if isinstance(result, MMDError):
             session.counters[f"errors.{result.code}"] += 1
             await self.report(session.stream, "error", result.code, str(result), session)

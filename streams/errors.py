@@ -82,3 +82,22 @@ class SpeechError(MMDError):
     """The speech engine (espeak-ng) cannot be loaded or failed to synthesise."""
 
     code = "speech"
+
+
+def error_from_code(code: str, message: str) -> MMDError:
+    """The error whose class has ``code``, for an error that crossed NATS as its code.
+
+    Args:
+        code: An :attr:`MMDError.code` (e.g. ``"capacity"``).
+        message: The error's one-line reason.
+
+    Returns:
+        An instance of the matching class (:class:`MMDError` itself if none matches).
+    """
+    stack: list[type[MMDError]] = [MMDError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls(message)
+        stack.extend(cls.__subclasses__())
+    return MMDError(message)

@@ -23,7 +23,7 @@ import numpy as np
 from streams import messages as m
 from streams.bus import connect
 from streams.errors import SchemaError
-from streams.subjects import all_stream_subjects, parse_stream_subject, validate_stream_id
+from streams.subjects import all_stream_subjects, parse_stream_subject, stream_subject, validate_stream_id
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ class Listener:
         prefix: Subject prefix.
         on_line: Called with each finished :class:`Line`.
         on_status: Called with each :class:`~streams.messages.Status`.
+        kinds: Subjects to follow (default: every subject of the stream); a load test
+            follows only ``tokens``, ``text``, ``audio`` and ``status``.
+
+    Attributes:
+        timeline: ``(arrival wall time, kind, capture→arrival latency)`` of every
+            tokens, text and audio message, in arrival order (seconds).
     """
 
     stream: str
@@ -94,6 +100,8 @@ class Listener:
     prefix: str = "mmd"
     on_line: Callable[[Line], None] | None = None
     on_status: Callable[[m.Status], None] | None = None
+    kinds: tuple[str, ...] | None = None
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)
     lines: dict[int, Line] = field(default_factory=dict)
     speech: list[SpeechChunk] = field(default_factory=list)
     statuses: list[m.Status] = field(default_factory=list)
@@ -117,8 +125,10 @@ class Listener:
             TransportError: If NATS cannot be reached.
         """
         self._nc = await connect(self.nats_url, name=f"mmd-listen-{self.stream}", max_reconnect_attempts=3)
-        await self._nc.subscribe(all_stream_subjects(self.stream, prefix=self.prefix), cb=self._on_message,
-                                 pending_bytes_limit=256 * 1024 * 1024)
+        subjects = ([stream_subject(self.stream, kind, prefix=self.prefix) for kind in self.kinds] if self.kinds
+                    else [all_stream_subjects(self.stream, prefix=self.prefix)])
+        for subject in subjects:
+            await self._nc.subscribe(subject, cb=self._on_message, pending_bytes_limit=256 * 1024 * 1024)
 
     async def stop(self) -> None:
         """Unsubscribe and close the connection."""
@@ -141,6 +151,8 @@ class Listener:
         self.message_counts[kind] += 1
         if kind != "status":
             self.arrival_latency_s[kind].append(arrived - message.capture_ts)
+            if kind in ("tokens", "text", "audio"):
+                self.timeline.append((arrived, kind, arrived - message.capture_ts))
         if isinstance(message, m.Tokens):
             self.tokens_total += message.tokens.shape[0] if message.tokens.shape else 0
             self.key_views += int(message.is_key)

@@ -254,6 +254,7 @@ class SessionReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", 
         subjects: Subject of each message kind of this stream (``video`` → ...).
         max_payload_bytes: Largest message the NATS server accepts.
         model_fps_hz: Model step rate in Hz.
+        replicas: The replica of each stage the stream is assigned to.
         error_code: :attr:`streams.errors.MMDError.code` when ``ok`` is False.
         error: One-line reason when ``ok`` is False.
     """
@@ -264,6 +265,7 @@ class SessionReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", 
     subjects: dict[str, str] = {}
     max_payload_bytes: int = 0
     model_fps_hz: float = 0.0
+    replicas: dict[str, str] = {}
     error_code: str = ""
     error: str = ""
 

@@ -1,4 +1,6 @@
-"""The commentator stage batches across streams: in-process on a real nats-server.
+"""The commentator stage batches across streams: in-process on a real nats-server,
+with the session controller (the streams publish without opening sessions: the stage
+asks the controller to open them).
 
 Several streams publish their B-Flow token messages at once; the stage steps the
 queued sessions together (fewer batches than messages) and each stream's text is
@@ -17,6 +19,7 @@ import pytest
 import torch
 
 from actors.commentator import CommentatorStage
+from actors.controller import ControllerOptions, SessionController
 from actors.stage import StageOptions
 from models.commentator import CommentatorRuntime
 from streams import messages as m
@@ -37,6 +40,8 @@ def _tokens(k: int, t: int) -> np.ndarray:
 async def test_commentator_stage_batches_streams_and_matches_stepping_alone(
     nats_server: LocalNatsServer,
 ) -> None:
+    controller = SessionController(ControllerOptions(nats_url=nats_server.url, stages=("commentator",)))
+    await controller.start()
     stage = CommentatorStage(StageOptions(nats_url=nats_server.url, status_period_s=60.0), checkpoint=checkpoint_path())
     model = stage.runtime.model
     model.cfg = replace(model.cfg, silence_bias=-4.0)  # talkative: several lines in 40 steps
@@ -80,6 +85,7 @@ async def test_commentator_stage_batches_streams_and_matches_stepping_alone(
     finally:
         await nc.drain()
         await stage.stop()
+        await controller.stop()
 
     messages = len(STREAMS) * (STEPS + 1) + 1
     assert stage.batches < messages  # streams were stepped together
