@@ -42,6 +42,7 @@ class DecoderStage(Stage):
     """Decodes each stream's packets with PyAV and resamples to the model grid."""
 
     name = "decoder"
+    opens_sessions = True
     input_kind = "video"
     output_kind = "frames"
     accepts = (m.StreamHeader, m.VideoPacket, m.EndOfStream)

@@ -95,7 +95,7 @@ class EmbeddedSystem:
             tag: Which replica (see :meth:`replica_tags`); default: the first.
 
         Returns:
-            The tag of the killed replica.
+            The tag of the killed replica, once its process is gone.
 
         Raises:
             ValueError: If the deployment has no such live replica.
@@ -106,8 +106,16 @@ class EmbeddedSystem:
         if not tags or (tag is not None and tag not in tags):
             raise ValueError(f"no live replica {tag or ''} of deployment {deployment!r} (live: {tags})")
         tag = tag or tags[0]
+        import psutil
+        from ray._private.state import actors  # a DeveloperAPI; the state API needs the dashboard
+
         actor = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{deployment}#{tag}", namespace="serve")
+        pids = [actors(actor._actor_id.hex()).get("Pid")]
+        pids = [pid for pid in pids if pid]
         ray.kill(actor, no_restart=True)
+        deadline = time.monotonic() + 30.0
+        while any(psutil.pid_exists(pid) for pid in pids) and time.monotonic() < deadline:  # the kill is asynchronous
+            time.sleep(0.02)
         log.warning("killed replica %s of %s", tag, deployment)
         return tag
 

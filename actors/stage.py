@@ -17,10 +17,10 @@ commentator advances all those sessions in one batched forward pass. So:
 - a malformed message, a media error or a bug in one stream is counted, reported on
   that stream's ``status`` and never reaches the replica or another stream;
 - a replica handles only the streams the session controller assigned to it
-  (:class:`~actors.placement.Membership`); it asks the controller to open the session
-  of a stream it meets unopened, and when it takes a stream over from a replica that
-  died it starts the stream afresh and reports on ``status`` how many input messages
-  were lost in between.
+  (:class:`~actors.placement.Membership`); the entry stage (the decoder) asks the
+  controller to open the session of a stream that publishes without opening one; a
+  replica that takes a stream over from one that died starts the stream afresh and
+  reports on ``status`` how many input messages were lost in between.
 
 Stages are plain classes (no Ray import): ``actors/deployments.py`` wraps them as Ray
 Serve deployments, and tests can run them in-process against a real NATS server.
@@ -44,6 +44,9 @@ from streams.errors import MMDError, SchemaError, StreamIdError
 from streams.subjects import StreamSubject, parse_stream_subject, stream_subject, wildcard_subject
 
 log = logging.getLogger(__name__)
+
+#: Seconds after a session closed during which late messages of its stream do not reopen it.
+CLOSED_MEMORY_S = 10.0
 
 
 @dataclass
@@ -111,6 +114,9 @@ class Stage:
     """
 
     name: ClassVar[str]
+    #: Whether a message of a stream with no session opens one (the entry stage only:
+    #: downstream messages of an unknown stream are the tail of a closed session).
+    opens_sessions: ClassVar[bool] = False
     input_kind: ClassVar[StreamSubject]
     output_kind: ClassVar[StreamSubject]
     accepts: ClassVar[tuple[type, ...]]
@@ -129,6 +135,7 @@ class Stage:
         self._held: dict[str, deque[Any]] = {}  # raw messages of streams being claimed
         self._refused_until: dict[str, float] = {}  # streams the controller refused, until (monotonic)
         self._takeovers: dict[str, int] = {}  # stream -> resume_after, for streams moved here
+        self._closed_streams: dict[str, float] = {}  # closed sessions -> when (monotonic), bounded
 
     # -- to implement -------------------------------------------------------------
     def new_state(self, stream: str) -> Any:
@@ -261,7 +268,10 @@ class Stage:
         assert self.membership is not None
         owner = self.membership.owner(stream)
         if owner is None and stream not in self.sessions:
-            await self._hold(stream, msg)  # no session yet: hold the message and ask the controller
+            if self.opens_sessions and time.monotonic() - self._closed_streams.get(stream, -1e9) > CLOSED_MEMORY_S:
+                await self._hold(stream, msg)  # no session yet: hold the message and ask the controller
+            else:
+                self.unroutable += 1  # the tail of a closed session, or a stream nobody opened
         elif owner is None or owner == self.membership.replica_id:
             await self._accept(stream, msg)  # ours (a closed session still finishes its tail)
         # else: another replica's stream
@@ -339,7 +349,11 @@ class Stage:
         me = self.membership.replica_id
         if record is None:  # session closed: the stream ends with its end-of-stream or idle timeout
             self._takeovers.pop(stream, None)
+            self._closed_streams[stream] = time.monotonic()
+            while len(self._closed_streams) > 1024:
+                self._closed_streams.pop(next(iter(self._closed_streams)))
             return
+        self._closed_streams.pop(stream, None)
         owner = record.replicas.get(self.name)
         session = self.sessions.get(stream)
         if owner != me:

@@ -1,6 +1,5 @@
 """The commentator stage batches across streams: in-process on a real nats-server,
-with the session controller (the streams publish without opening sessions: the stage
-asks the controller to open them).
+with the session controller.
 
 Several streams publish their B-Flow token messages at once; the stage steps the
 queued sessions together (fewer batches than messages) and each stream's text is
@@ -24,6 +23,7 @@ from actors.stage import StageOptions
 from models.commentator import CommentatorRuntime
 from streams import messages as m
 from streams.bus import LocalNatsServer, connect
+from streams.publisher import open_session
 from streams.settings import checkpoint_path
 from streams.subjects import stream_subject
 
@@ -64,6 +64,8 @@ async def test_commentator_stage_batches_streams_and_matches_stepping_alone(
         statuses.append(m.decode(msg.data, m.Status))
 
     ended: set[str] = set()
+    for stream in STREAMS:
+        await open_session(nc, stream, prefix="mmd")
     await nc.subscribe("mmd.live.*.text", cb=on_text)
     await nc.subscribe("mmd.live.*.status", cb=on_status)
     try:
