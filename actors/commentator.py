@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from actors.stage import Session, Stage, StageOptions
 from models.commentator import CommentatorRuntime, CommentatorState, LinePiece
@@ -59,39 +60,29 @@ class CommentatorStage(Stage):
         if state.model_state is not None:
             self._to_release.append(state.model_state)
 
-    def process(self, session: Session, message: m.Message) -> list[m.Message]:
-        result = self.process_batch([(session, message)])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def process_batch(self, items: list[tuple[Session, m.Message]]) -> list[list[m.Message] | Exception]:
         """One batched model step for every token message; end-of-stream one by one."""
         while self._to_release:
             self._to_release.pop().release()
-        results: list[list[m.Message] | Exception] = []
-        steps: list[tuple[int, Session, m.Message, Any]] = []  # (item index, session, message, tokens)
-        for i, (session, message) in enumerate(items):
-            results.append([])
-            try:
-                if isinstance(message, m.EndOfStream):
-                    results[i] = self.finish(session, message)
-                    continue
-                assert isinstance(message, m.Tokens)
-                tokens = self.runtime.model.check_tokens(message.tokens.to_numpy(dtype="float32", ndim=2))
-                if session.state.model_state is None:
-                    session.state.model_state = self.runtime.new_state()
-                steps.append((i, session, message, tokens))
-            except ValueError as exc:  # token width or values the model cannot take
-                results[i] = SchemaError(f"tokens rejected by the commentator: {exc}")
-            except Exception as exc:
-                results[i] = exc
-        if steps:
-            said = self.runtime.step_batch([st.state.model_state for _, st, _, _ in steps], [t for *_, t in steps])
-            for (i, session, message, _), pieces in zip(steps, said, strict=True):
-                session.counters["model_steps"] += 1
-                results[i] = self._deltas(session, message, pieces)
-        return results
+        return self.batch_by_key(items, self._prepare, self._run)
+
+    def _prepare(self, session: Session, message: m.Message) -> tuple[None, np.ndarray]:
+        assert isinstance(message, m.Tokens)
+        try:
+            tokens = self.runtime.model.check_tokens(message.tokens.to_numpy(dtype="float32", ndim=2))
+        except ValueError as exc:  # token width or values the model cannot take
+            raise SchemaError(f"tokens rejected by the commentator: {exc}") from None
+        if session.state.model_state is None:
+            session.state.model_state = self.runtime.new_state()
+        return None, tokens
+
+    def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
+        said = self.runtime.step_batch([s.state.model_state for s, _, _ in group], [t for _, _, t in group])
+        out = []
+        for (session, message, _), pieces in zip(group, said, strict=True):
+            session.counters["model_steps"] += 1
+            out.append(self._deltas(session, message, pieces))
+        return out
 
     def _deltas(self, session: Session, message: m.Message, pieces: list[LinePiece]) -> list[m.Message]:
         state: CommentatorSession = session.state

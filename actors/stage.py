@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -110,7 +111,8 @@ class Stage:
     """Base class of the pipeline stages (decoder, flow, tokenizer, commentator, tts).
 
     Subclasses set :attr:`name`, :attr:`input_kind`, :attr:`output_kind` and
-    :attr:`accepts`, and implement :meth:`new_state` and :meth:`process`.
+    :attr:`accepts`, and implement :meth:`new_state` and :meth:`process` or
+    :meth:`process_batch`.
     """
 
     name: ClassVar[str]
@@ -145,13 +147,18 @@ class Stage:
     def process(self, session: Session, message: m.Message) -> list[m.Message]:
         """Handle one input message of a stream (runs in a worker thread).
 
+        Subclasses override this or :meth:`process_batch` (each defaults to the other).
+
         Returns:
             Output messages to publish on the stream's ``output_kind`` subject, in order.
 
         Raises:
             MMDError: A typed, reportable failure of this message; the stream goes on.
         """
-        raise NotImplementedError
+        result = self.process_batch([(session, message)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
         """Handle end of stream; by default just forwards it. Runs in a worker thread."""
@@ -161,7 +168,7 @@ class Stage:
         """Handle the oldest queued message of several streams (runs in a worker thread).
 
         The default handles them one by one (:meth:`process`, :meth:`finish`); stages
-        whose work batches across streams override it.
+        whose work batches across streams override it (see :meth:`batch_by_key`).
 
         Args:
             items: ``(session, message)`` pairs, one per stream, in no particular order.
@@ -180,6 +187,44 @@ class Stage:
                     results.append(self.process(session, message))
             except Exception as exc:
                 results.append(exc)
+        return results
+
+    def batch_by_key(
+        self,
+        items: list[tuple[Session, m.Message]],
+        prepare: Callable[[Session, m.Message], tuple[Hashable, Any]],
+        run: Callable[[list[tuple[Session, m.Message, Any]]], list[list[m.Message]]],
+    ) -> list[list[m.Message] | Exception]:
+        """A :meth:`process_batch` for stages whose work batches across streams.
+
+        Each item is prepared on its own (``prepare`` returns a group key, e.g. an array
+        shape, and a payload, or raises for that item only); the items of one group are
+        handled by one ``run`` call, which returns the output messages of each, in
+        order. End-of-stream messages go to :meth:`finish`.
+
+        Returns:
+            As :meth:`process_batch`; if a ``run`` call raises, every item of its group
+            gets that exception.
+        """
+        results: list[list[m.Message] | Exception] = [[] for _ in items]
+        groups: dict[Hashable, list[tuple[int, Session, m.Message, Any]]] = defaultdict(list)
+        for i, (session, message) in enumerate(items):
+            try:
+                if isinstance(message, m.EndOfStream):
+                    results[i] = self.finish(session, message)
+                else:
+                    key, payload = prepare(session, message)
+                    groups[key].append((i, session, message, payload))
+            except Exception as exc:
+                results[i] = exc
+        for members in groups.values():
+            try:
+                outputs = run([(session, message, payload) for _, session, message, payload in members])
+                for (i, *_), out in zip(members, outputs, strict=True):
+                    results[i] = out
+            except Exception as exc:
+                for i, *_ in members:
+                    results[i] = exc
         return results
 
     def on_drop(self, session: Session) -> None:
