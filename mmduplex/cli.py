@@ -2,7 +2,7 @@
 
 Subcommands: ``demo`` (embedded NATS + Ray + app + a sample video), ``publish`` (send a
 video to NATS), ``listen`` (print and save a stream's commentary), ``train`` and
-``eval`` (the commentator model), ``fetch-sample`` (the default clip) and
+``eval`` (the commentator model), ``loadtest`` (many commentators at once), ``fetch-sample`` (the default clip) and
 ``fetch-models`` (the pretrained backbone and the sentence encoder). Heavy imports
 happen inside each subcommand so ``--help`` is instant. Every failure exits non-zero
 with a one-line reason; Ctrl-C shuts down cleanly (exit 130).
@@ -92,6 +92,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"capture→first text p50 {text['capture_to_first_text_ms'].get('p50', '-')} ms")
     print(f"wrote {args.out}/commentary.vtt, commentary.wav, report.json")
     return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest.main import LoadOptions, parse_replicas, run
+    from loadtest.run import Chaos
+
+    try:
+        chaos = Chaos.parse(args.chaos) if args.chaos else None
+        replicas = parse_replicas(args.replicas)
+    except ValueError as exc:
+        raise SystemExit(f"mmduplex loadtest: error: {exc}") from None
+    if args.sessions < 1 or args.seconds <= 0:
+        raise SystemExit("mmduplex loadtest: error: --sessions >= 1 and --seconds > 0")
+    result = run(LoadOptions(
+        sessions=args.sessions, seconds=args.seconds, source=args.source, fps=args.fps, nats=args.nats,
+        prefix=args.prefix, chaos=chaos, sweep=args.sweep, out=args.out, replicas=replicas,
+        checkpoint=args.checkpoint, lag_limit_s=args.lag_limit,
+    ))
+    return 0 if result.get("all_held", result.get("max_sessions_held", 0) > 0) else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -230,6 +249,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="directory for commentary.vtt and commentary.wav")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("loadtest", help="N broadcasters and N listeners against the system, bounded in time",
+                       description="Run N broadcasters (mmduplex publish) and N listeners on real NATS against the "
+                                   "running system (default: the embedded one, sized for N) for S seconds of media; "
+                                   "write loadtest.json (sessions held at real time, capture→first text and "
+                                   "capture→audio p50/p95/p99, lag over time, drops per stage, CPU and memory per "
+                                   "process, recovery after a chaos event) and PNG plots to --out. A session is held "
+                                   "at real time when its p95 lag is at most --lag-limit, it got 90%% of its model "
+                                   "steps and no stage dropped its work.")
+    p.add_argument("--sessions", type=int, default=8, help="sessions at once; with --sweep the largest tried "
+                                                          "(default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=30.0, help="media seconds per session (default: %(default)s)")
+    p.add_argument("--source", default="synthetic",
+                   help="video FILE every broadcaster sends, or 'synthetic' (a rendered 320x240 H.264 match; "
+                        "default)")
+    p.add_argument("--fps", type=int, default=25, help="frame rate of the synthetic source (default: %(default)s)")
+    p.add_argument("--nats", default=None, metavar="URL", help="target a running system at URL (default: start "
+                                                               "the embedded one)")
+    p.add_argument("--prefix", default=settings.subject_prefix(), help="subject prefix (default: %(default)s)")
+    p.add_argument("--chaos", default=None, metavar="kill:STAGE@T",
+                   help="kill the busiest replica of STAGE T seconds in (embedded system only)")
+    p.add_argument("--sweep", action="store_true",
+                   help="find the largest number of sessions (up to --sessions) held at real time")
+    p.add_argument("--replicas", default="", metavar="STAGE=N,...",
+                   help="replicas per stage of the embedded system, e.g. commentator=2,decoder=2 (default: 1 each)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="commentator checkpoint of the embedded system")
+    p.add_argument("--lag-limit", type=float, default=1.0, help="p95 lag of a held session, s (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("out/loadtest"), help="output directory (default: %(default)s)")
+    p.set_defaults(func=cmd_loadtest)
 
     p = sub.add_parser("train", help="train the commentator (procedural clips + labelled real footage)",
                        description="Render procedural clips with scripted events and timed commentary (if --data "

@@ -411,15 +411,19 @@ class Commentator(nn.Module):
         return self.logits(h[:, 0])
 
     def _choose(self, state: CommentatorState, logits: torch.Tensor) -> int:
-        """Greedy choice: never a banned id; no empty line; long lines are ended."""
+        """Greedy choice of one session (see :meth:`_choose_batch`)."""
+        return self._choose_batch([state], logits[None])[0]
+
+    def _choose_batch(self, states: list[CommentatorState], logits: torch.Tensor) -> list[int]:
+        """Greedy choice per session from logits ``[b, n_ids]``: never a banned id; no
+        empty line; long lines are ended."""
         c = self.codec
-        if len(state.line) >= self.cfg.max_line_tokens:
-            return c.eol_id
         logits = logits.masked_fill(self.banned, float("-inf"))
-        logits[c.sil_id] += self.cfg.silence_bias
-        if not state.line:
-            logits[c.eol_id] = float("-inf")
-        return int(logits.argmax())
+        logits[:, c.sil_id] += self.cfg.silence_bias
+        empty = torch.tensor([not s.line for s in states], device=logits.device)
+        logits[:, c.eol_id] = logits[:, c.eol_id].masked_fill(empty, float("-inf"))
+        ids = logits.argmax(-1).tolist()
+        return [c.eol_id if len(s.line) >= self.cfg.max_line_tokens else i for s, i in zip(states, ids, strict=True)]
 
     def _video_inputs(self, arrays: list[np.ndarray], last: list[int]) -> torch.Tensor:
         """Input vectors ``[b, 1, d]`` of one video position per session (B-Flow tokens
@@ -485,9 +489,9 @@ class Commentator(nn.Module):
         sil, eol = self.codec.sil_id, self.codec.eol_id
         while active:
             speaking: list[int] = []
-            for row, i in enumerate(active):
+            chosen = self._choose_batch([states[i] for i in active], logits)
+            for i, tok in zip(active, chosen, strict=True):
                 state = states[i]
-                tok = self._choose(state, logits[row])
                 state.last_token = tok
                 if tok == sil:
                     continue
