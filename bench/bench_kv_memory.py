@@ -83,12 +83,14 @@ def main() -> None:
     same = next(r for r in bounded if r["step"] == unbounded[-1]["step"])
     ratio = unbounded[-1]["kv_bytes"] / same["kv_bytes"]
     print(f"unbounded cache after {unbounded[-1]['step']} steps: {unbounded[-1]['kv_bytes'] / 2**20:.2f} MiB "
-          f"= {ratio:.1f}x the bounded cache; bounded cache bytes constant from fill to step {args.steps}: "
-          f"{len({r['kv_bytes'] for r in bounded[1:]}) == 1}")
+          f"= {ratio:.1f}x the bounded cache; bounded cache within {cfg.capacity - cfg.evict_positions + 1}.."
+          f"{cfg.capacity} positions at every sample up to step {args.steps}: "
+          f"{all(cfg.capacity - cfg.evict_positions < r['cache_positions'] <= cfg.capacity for r in bounded)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "checkpoint": str(args.checkpoint), "config": {"backbone": cfg.backbone, "format": cfg.duplex_format,
-                                                       "sink": cfg.sink_positions, "window": cfg.window_positions},
+                                                       "sink": cfg.sink_positions, "window": cfg.window_positions,
+                                                       "evict": cfg.evict_positions},
         "machine": platform.platform(), "threads": args.threads, "bounded": bounded, "unbounded": unbounded,
         "unbounded_over_bounded_bytes": ratio,
     }, indent=2))

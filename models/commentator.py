@@ -74,6 +74,7 @@ class CommentatorConfig:
     dropout: float = 0.1  # dropout on the input embeddings (and tiny: attention weights) in training
     sink_positions: int = 4  # attention-sink positions kept forever in the KV cache
     window_positions: int = 124  # most recent positions kept in the KV cache
+    evict_positions: int = 8  # window positions dropped at once when the cache is full (kvcache)
     silence_bias: float = 0.0  # added to the silence logit when decoding; > 0 talks less
     max_line_tokens: int = 32  # decoding ends a line after this many tokens
 
@@ -105,6 +106,8 @@ class CommentatorConfig:
             raise ValueError("max_step_tokens must be >= 1")
         if self.sink_positions < 0 or self.window_positions <= self.step_tokens:
             raise ValueError("need sink_positions >= 0 and window_positions > tokens per step")
+        if not 1 <= self.evict_positions <= self.window_positions:
+            raise ValueError("need 1 <= evict_positions <= window_positions")
         if not 0 <= self.key_flag_index < self.token_dim:
             raise ValueError(f"key_flag_index {self.key_flag_index} outside token_dim {self.token_dim}")
         if not 0.0 <= self.dropout < 1.0:
@@ -376,7 +379,8 @@ class Commentator(nn.Module):
 
     def new_cache(self, slots: int = 1) -> BoundedKVCache:
         """An empty KV cache for up to ``slots`` sessions (more are added on demand)."""
-        return BoundedKVCache(self.lm, sink=self.cfg.sink_positions, window=self.cfg.window_positions, slots=slots)
+        return BoundedKVCache(self.lm, sink=self.cfg.sink_positions, window=self.cfg.window_positions, slots=slots,
+                              evict=self.cfg.evict_positions)
 
     def new_state(self, cache: BoundedKVCache | None = None) -> CommentatorState:
         """A fresh per-session state in a free slot of ``cache`` (default: a cache of its own)."""
@@ -680,7 +684,8 @@ class CommentatorRuntime:
     def new_state(self) -> CommentatorState:
         """A fresh session in a free slot of the shared cache (bounded memory, see
         :class:`CommentatorState`); :meth:`CommentatorState.release` frees the slot."""
-        if self.cache is None or self.cache.capacity != self.model.cfg.capacity:
+        cfg = self.model.cfg
+        if self.cache is None or (self.cache.capacity, self.cache.evict) != (cfg.capacity, cfg.evict_positions):
             self.cache = self.model.new_cache()
         return self.model.new_state(self.cache)
 

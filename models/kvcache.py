@@ -4,10 +4,12 @@ Each live session owns one *slot* of a :class:`BoundedKVCache`. A slot keeps the
 ``sink`` positions forever (attention sinks, StreamingLLM, Xiao et al. 2023) and a
 sliding window of the most recent ``window`` positions, so memory per session is
 constant over an endless stream. Positions stay contiguous (StreamingVLM, Xu et al.
-2025): when a slot is full and one more position comes, the oldest window entry is
-dropped and the keys kept are rotated back by one position (RoPE rotations compose;
-the re-rotation transformers' former ``SinkCache`` did), so a slot always holds
-positions ``0 .. len-1`` exactly as a training sequence of that length would.
+2025): when a slot is full and one more position comes, the ``evict`` oldest window
+entries are dropped and the keys kept are rotated back by as many positions (RoPE
+rotations compose; the re-rotation transformers' former ``SinkCache`` did), so a slot
+always holds positions ``0 .. len-1`` exactly as a training sequence of that length
+would. Evicting a block at a time (StreamingLLM's implementations do the same) moves
+the window's keys once per ``evict`` positions instead of at every position.
 
 Batching follows the fixed-slot design of Kyutai's Moshi servers: the keys and values
 of all slots live in one tensor per layer, ``[slots, kv_heads, allocated, head_dim]``,
@@ -93,7 +95,7 @@ class BoundedKVCache:
         cache: The transformers ``Cache`` to pass as ``cache``.
     """
 
-    def __init__(self, model: nn.Module, *, sink: int, window: int, slots: int = 1) -> None:
+    def __init__(self, model: nn.Module, *, sink: int, window: int, slots: int = 1, evict: int = 1) -> None:
         """
         Args:
             model: The causal LM (its config gives layers, KV heads and head size; its
@@ -101,14 +103,19 @@ class BoundedKVCache:
             sink: Attention-sink positions kept forever (>= 0).
             window: Most recent positions kept (>= 1).
             slots: Slots allocated at first (>= 1); :meth:`alloc` adds more when all are taken.
+            evict: Window entries dropped at once when a slot is full (1 .. window); a
+                full slot then holds between ``capacity - evict + 1`` and ``capacity``.
 
         Raises:
-            ValueError: If ``sink < 0``, ``window < 1`` or ``slots < 1``, or the model
+            ValueError: If ``sink < 0``, ``window < 1``, ``slots < 1`` or ``evict`` is
+                outside ``1 .. window``, or the model
                 uses dynamic RoPE (its angles change with the length: keys cannot be re-rotated).
         """
         if sink < 0 or window < 1 or slots < 1:
             raise ValueError(f"need sink >= 0, window >= 1 and slots >= 1, got {sink}, {window}, {slots}")
-        self.sink, self.window = sink, window
+        if not 1 <= evict <= window:
+            raise ValueError(f"need 1 <= evict <= window, got evict={evict} for window {window}")
+        self.sink, self.window, self.evict = sink, window, evict
         rotary = model.base_model.rotary_emb
         if "dynamic" in str(getattr(rotary, "rope_type", "default")):
             raise ValueError("dynamic RoPE changes its frequencies with the length: keys cannot be re-rotated")
@@ -118,9 +125,9 @@ class BoundedKVCache:
         param = next(model.parameters())
         self._shape = (kv_heads, head_dim)
         self._dtype, self._device = param.dtype, param.device
-        # cos/sin of a rotation by one position, without YaRN/LongRoPE's attention factor.
+        # cos/sin of a rotation by ``evict`` positions, without YaRN/LongRoPE's attention factor.
         probe = torch.zeros(1, 1, head_dim, dtype=self._dtype, device=self._device)
-        cos, sin = rotary(probe, torch.ones(1, 1, dtype=torch.long, device=self._device))
+        cos, sin = rotary(probe, torch.full((1, 1), evict, dtype=torch.long, device=self._device))
         scale = getattr(rotary, "attention_scaling", 1.0)
         self._cos, self._sin = cos[:, None] / scale, sin[:, None] / scale  # [1, 1, 1, head_dim]
         allocated = min(self.capacity, _INITIAL_POSITIONS)
@@ -177,7 +184,7 @@ class BoundedKVCache:
     def begin(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepares one new position for each row (a slot index; no repeats).
 
-        Full rows drop their oldest window entry and re-rotate the rest; storage grows
+        Full rows drop their ``evict`` oldest window entries and re-rotate the rest; storage grows
         if a row needs more positions than are allocated.
 
         Returns:
@@ -187,7 +194,7 @@ class BoundedKVCache:
         idx = torch.as_tensor(list(rows), dtype=torch.long)
         full = idx[self.lengths[idx] >= self.capacity]
         if full.numel():
-            self._evict_one(full)
+            self._evict(full)
         need = int(self.lengths[idx].max()) + 1 if idx.numel() else 0
         if need > self.allocated:
             self._grow(min(self.capacity, max(need, 2 * self.allocated)))
@@ -202,14 +209,14 @@ class BoundedKVCache:
         """Records that the forward pass after :meth:`begin` appended one position per row."""
         self.lengths[self._rows] += 1
 
-    def _evict_one(self, rows: torch.Tensor) -> None:
-        s, c = self.sink, self.capacity
+    def _evict(self, rows: torch.Tensor) -> None:
+        s, c, n = self.sink, self.capacity, self.evict
         for layer in self.cache.layers:
-            kept = layer.keys[rows, :, s + 1 : c]
-            layer.keys[rows, :, s : c - 1] = kept * self._cos - _rotate_half(kept) * self._sin  # back by one
-            layer.values[rows, :, s : c - 1] = layer.values[rows, :, s + 1 : c]
-        self.lengths[rows] -= 1
-        self.evictions[rows] += 1
+            kept = layer.keys[rows, :, s + n : c]
+            layer.keys[rows, :, s : c - n] = kept * self._cos - _rotate_half(kept) * self._sin  # back by n
+            layer.values[rows, :, s : c - n] = layer.values[rows, :, s + n : c]
+        self.lengths[rows] -= n
+        self.evictions[rows] += n
 
     def _grow(self, positions: int) -> None:
         for layer in self.cache.layers:

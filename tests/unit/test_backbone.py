@@ -125,28 +125,29 @@ def test_bounded_cache_equals_full_forward_before_it_is_full(arch: str) -> None:
     assert int(cache.lengths[0]) == cache.capacity and int(cache.evictions[0]) == 0
 
 
+@pytest.mark.parametrize("evict", [1, 4])
 @pytest.mark.parametrize("arch", list(LMS))
 @torch.no_grad()
-def test_full_bounded_cache_equals_forward_over_sinks_plus_window(arch: str) -> None:
+def test_full_bounded_cache_equals_forward_over_sinks_plus_window(arch: str, evict: int) -> None:
     """Once full, the cache holds the sinks and the window re-rotated to contiguous
-    positions 0..C-1, exactly what a fresh forward over those inputs computes. With one
-    layer each cached key/value depends only on its own input, so the equality is exact
-    (up to the float rounding of the repeated re-rotation); deeper layers' entries also
-    remember evicted context (StreamingLLM's approximation)."""
+    positions, exactly what a fresh forward over those inputs computes (``evict`` window
+    entries leave at once). With one layer each cached key/value depends only on its own
+    input, so the equality is exact (up to the float rounding of the repeated
+    re-rotation); deeper layers' entries also remember evicted context (StreamingLLM's
+    approximation)."""
     torch.manual_seed(1)
     lm = LMS[arch](20, 1)
-    cache, _ = _new_cache(lm)
+    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW, evict=evict)
+    cache.alloc()
     n = 5 * cache.capacity
     x = torch.randn(1, n, lm.config.hidden_size)
     for i in range(n):
         got = _stream(lm, cache, x[:, i : i + 1])
-        if i < cache.capacity:
-            ref = _full(lm, x[:, : i + 1])
-        else:
-            keep = [*range(SINK), *range(i + 1 - WINDOW, i + 1)]
-            ref = _full(lm, x[:, keep])
-        torch.testing.assert_close(got, ref, atol=2e-3, rtol=0, msg=f"position {i}")
-    assert int(cache.lengths[0]) == cache.capacity and int(cache.evictions[0]) == n - cache.capacity
+        window = int(cache.lengths[0]) - SINK
+        assert i < cache.capacity or WINDOW - evict < window <= WINDOW
+        keep = [*range(SINK), *range(i + 1 - window, i + 1)] if i >= cache.capacity else list(range(i + 1))
+        torch.testing.assert_close(got, _full(lm, x[:, keep]), atol=2e-3, rtol=0, msg=f"position {i}")
+    assert int(cache.evictions[0]) + int(cache.lengths[0]) == n
 
 
 def _yarn_llama(vocab_size: int, n_layers: int) -> nn.Module:
@@ -248,6 +249,8 @@ def test_bounded_cache_argument_checks() -> None:
         BoundedKVCache(lm, sink=0, window=0)
     with pytest.raises(ValueError, match="slots >= 1"):
         BoundedKVCache(lm, sink=0, window=1, slots=0)
+    with pytest.raises(ValueError, match="evict <= window"):
+        BoundedKVCache(lm, sink=0, window=4, evict=5)
 
 
 # ---------------------------------------------------------------------------

@@ -277,7 +277,8 @@ def test_kv_cache_is_bounded_over_1000_steps() -> None:
     m = _model(duplex_format="parallel")
     state = m.new_state()
     head_dim = TINY.d_model // TINY.n_heads
-    full = 2 * TINY.n_layers * TINY.n_heads * TINY.capacity * head_dim * 4  # K and V, float32
+    per_position = 2 * TINY.n_layers * TINY.n_heads * head_dim * 4  # K and V, float32
+    cap, evict = TINY.capacity, TINY.evict_positions
     rng = np.random.default_rng(0)
     talked = 0
     for i in range(1000):
@@ -285,13 +286,15 @@ def test_kv_cache_is_bounded_over_1000_steps() -> None:
         said = m.step(state, rng.normal(size=(n, DIM)).astype(np.float32))
         assert len(said) <= 1 and all(0 <= t < CODEC.n_ids for t in said)
         talked += len(said)
-        assert state.length == min(i + 1, TINY.capacity)
-        if i >= TINY.capacity:
-            assert state.nbytes() == full
+        if i < cap:
+            assert state.length == i + 1
+        else:  # full: blocks of ``evict`` positions leave at once
+            assert cap - evict < state.length <= cap
+            assert state.length == cap - evict + 1 + (i - cap) % evict
+        assert state.nbytes() == state.length * per_position <= cap * per_position
     assert talked > 0
     assert state.steps == state.positions == 1000
-    assert int(state.cache.evictions[state.slot]) == 1000 - TINY.capacity
-    assert state.nbytes() == full
+    assert int(state.cache.evictions[state.slot]) + state.length == 1000
 
 
 @pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
