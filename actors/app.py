@@ -35,6 +35,7 @@ class AppConfig(BaseModel):
     prefix: str = Field(default_factory=settings.subject_prefix, description="Subject prefix (env MMD_SUBJECT_PREFIX).")
     checkpoint: Path = Field(default_factory=settings.checkpoint_path,
                              description="Commentator checkpoint (env MMD_CHECKPOINT).")
+    int8_backbone: bool = Field(False, description="Quantize the commentator's backbone to int8 (CPU inference).")
     max_sessions: int = Field(16, ge=1, description="Sessions the controller admits at once.")
     streams_per_replica: int | None = Field(
         None, ge=1, description="Capacity of one stage replica in streams (default: max_sessions).")
@@ -79,7 +80,8 @@ def build_app(config: AppConfig) -> Application:
         Decoder.options(**opts("decoder")).bind(options),
         Flow.options(**opts("flow")).bind(options),
         Tokenizer.options(**opts("tokenizer")).bind(options),
-        Commentator.options(**opts("commentator")).bind(options, checkpoint=config.checkpoint),
+        Commentator.options(**opts("commentator")).bind(options, checkpoint=config.checkpoint,
+                                                        int8=config.int8_backbone),
         Tts.options(**opts("tts")).bind(options),
     ]
     controller = ControllerOptions(nats_url=config.nats_url, prefix=config.prefix, max_sessions=config.max_sessions,

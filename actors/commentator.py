@@ -46,9 +46,9 @@ class CommentatorStage(Stage):
     output_kind = "text"
     accepts = (m.Tokens, m.EndOfStream)
 
-    def __init__(self, options: StageOptions, *, checkpoint: Path) -> None:
+    def __init__(self, options: StageOptions, *, checkpoint: Path, int8: bool = False) -> None:
         super().__init__(options)
-        self.runtime = CommentatorRuntime.load(checkpoint)
+        self.runtime = CommentatorRuntime.load(checkpoint, int8=int8)
         # Slots are taken and freed only in the batch thread (between forward passes):
         # the event loop queues the states of closed sessions here.
         self._to_release: list[CommentatorState] = []

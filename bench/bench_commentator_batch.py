@@ -9,11 +9,14 @@ stepping the sessions one at a time (the baseline, same run). Both produce the s
 text. A tick is one model step of every session, i.e. 200 ms of video at 5 Hz, so
 a tick time under 200 ms means the N sessions are held at real time.
 
+With ``--int8`` every checkpoint is measured a second time with its backbone quantized
+to int8 (:func:`models.backbone.quantize_int8`), the fp32 run being the baseline.
+
 Prints a table and writes ``bench/results/commentator_batch.json`` (or ``--out``).
 
 Usage:
     python bench/bench_commentator_batch.py [--checkpoint PATH]... [--sessions 1 8 32 64]
-        [--ticks 20] [--warmup 150] [--threads 1]
+        [--ticks 20] [--warmup 150] [--threads 1] [--int8]
 """
 
 from __future__ import annotations
@@ -68,12 +71,12 @@ def timed(rt: CommentatorRuntime, feats: ClipFeatures, states: list[CommentatorS
     return times, said
 
 
-def run(checkpoint: Path, sessions: list[int], ticks: int, warmup: int) -> list[dict]:
+def run(checkpoint: Path, sessions: list[int], ticks: int, warmup: int, int8: bool = False) -> list[dict]:
     """Measures one checkpoint at every session count; returns one row per count."""
     feats = load_features(settings.sample_clip())
     rows = []
     for n in sessions:
-        rt = CommentatorRuntime.load(checkpoint)
+        rt = CommentatorRuntime.load(checkpoint, int8=int8)
         batched_states = warm_sessions(rt, feats, n, warmup)
         # The baseline steps the same sessions, copied, in a second runtime (its own cache).
         rt_alone = CommentatorRuntime(model=rt.model, meta=rt.meta, cache=copy.deepcopy(rt.cache))
@@ -105,6 +108,7 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=20, help="timed ticks per mode")
     ap.add_argument("--warmup", type=int, default=150, help="ticks before timing (fills the caches)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a replica uses 1)")
+    ap.add_argument("--int8", action="store_true", help="also measure each checkpoint with an int8 backbone")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "commentator_batch.json")
     args = ap.parse_args()
     if sorted(args.sessions) != args.sessions or args.sessions[0] < 1:
@@ -113,14 +117,17 @@ def main() -> None:
     results = {}
     for ck in args.checkpoint or [settings.checkpoint_path()]:
         meta = CommentatorRuntime.load(ck).model.cfg
-        print(f"{ck.name}: {meta.backbone}/{meta.duplex_format}", flush=True)
-        results[str(ck)] = {"backbone": meta.backbone, "rows": run(ck, args.sessions, args.ticks, args.warmup)}
+        for int8 in (False, True) if args.int8 else (False,):
+            name = f"{ck.name}{' int8' if int8 else ''}"
+            print(f"{name}: {meta.backbone}/{meta.duplex_format}", flush=True)
+            results[name] = {"checkpoint": str(ck), "backbone": meta.backbone, "int8": int8,
+                             "rows": run(ck, args.sessions, args.ticks, args.warmup, int8=int8)}
     print()
     print(f"{'checkpoint':<26} {'sessions':>8} {'batched ms':>10} {'one-by-one ms':>13} {'speedup':>7} "
           f"{'vs 1 session':>12} {'real time':>9}")
-    for ck, res in results.items():
+    for name, res in results.items():
         for r in res["rows"]:
-            print(f"{Path(ck).name:<26} {r['sessions']:>8} {r['batched_ms_per_tick']:>10.1f} "
+            print(f"{name:<26} {r['sessions']:>8} {r['batched_ms_per_tick']:>10.1f} "
                   f"{r['alone_ms_per_tick']:>13.1f} {r['speedup']:>6.1f}x {r['batched_over_one_session']:>11.1f}x "
                   f"{'yes' if r['real_time'] else 'no':>9}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ class LoadOptions:
     out: Path
     replicas: dict[str, int]
     checkpoint: Path | None
+    int8: bool
     lag_limit_s: float
 
 
@@ -104,6 +105,8 @@ def run(opts: LoadOptions) -> dict[str, Any]:
                                      "idle_timeout_s": 30.0}
         if opts.checkpoint is not None:
             overrides["checkpoint"] = opts.checkpoint
+        if opts.int8:
+            overrides["int8_backbone"] = True
         console.print(f"[bold]starting the embedded system[/] (replicas {opts.replicas or 'one per stage'}) ...")
         system = EmbeddedSystem(app_overrides=overrides).start()
     nats_url = opts.nats or system.nats_url  # type: ignore[union-attr]
@@ -142,7 +145,7 @@ def run(opts: LoadOptions) -> dict[str, Any]:
         if system is not None:
             system.stop()
     result["config"] = {"source": str(source), "fps": opts.fps, "replicas": opts.replicas,
-                        "checkpoint": str(opts.checkpoint or settings.checkpoint_path()),
+                        "checkpoint": str(opts.checkpoint or settings.checkpoint_path()), "int8": opts.int8,
                         "nats": opts.nats or "embedded"}
     paths = write_outputs(result, opts.out)
     console.print(summary_table(result))

@@ -108,7 +108,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     result = run(LoadOptions(
         sessions=args.sessions, seconds=args.seconds, source=args.source, fps=args.fps, nats=args.nats,
         prefix=args.prefix, chaos=chaos, sweep=args.sweep, out=args.out, replicas=replicas,
-        checkpoint=args.checkpoint, lag_limit_s=args.lag_limit,
+        checkpoint=args.checkpoint, int8=args.int8, lag_limit_s=args.lag_limit,
     ))
     return 0 if result.get("all_held", result.get("max_sessions_held", 0) > 0) else 1
 
@@ -183,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data = settings.cache_dir() / "eval-procedural"
         clips = sorted(data.glob("*.mp4")) or make_dataset(data, args.clips, seed=args.seed)
     metrics = evaluate(args.checkpoint, clips[: args.clips], tolerance_s=args.tolerance, continuous=args.continuous,
-                       window_positions=args.window, similarity=not args.no_similarity, progress=True)
+                       window_positions=args.window, similarity=not args.no_similarity, int8=args.int8,
+                       progress=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _print_metrics(metrics)
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", default="", metavar="STAGE=N,...",
                    help="replicas per stage of the embedded system, e.g. commentator=2,decoder=2 (default: 1 each)")
     p.add_argument("--checkpoint", type=Path, default=None, help="commentator checkpoint of the embedded system")
+    p.add_argument("--int8", action="store_true", help="int8 backbone in the embedded system's commentator")
     p.add_argument("--lag-limit", type=float, default=1.0, help="p95 lag of a held session, s (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("out/loadtest"), help="output directory (default: %(default)s)")
     p.set_defaults(func=cmd_loadtest)
@@ -330,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--continuous", action="store_true", help="one endless session over all clips (no reset)")
     p.add_argument("--window", type=int, default=None, help="override the KV cache window (positions)")
     p.add_argument("--no-similarity", action="store_true", help="skip semantic similarity (no MiniLM)")
+    p.add_argument("--int8", action="store_true", help="quantize the backbone's blocks to int8 (CPU inference)")
     p.add_argument("--autolabel", action="store_true",
                    help="label clips without a transcript automatically first (real footage: pans, cuts, objects "
                         "entering, leaving and moving; models.autolabel)")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import SMOLLM2, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
+from models.backbone import SMOLLM2, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
 from models.duplex import FORMATS, NO_TEXT
 from models.kvcache import BoundedKVCache
 from models.text import HFCodec, TextCodec, WordCodec
@@ -660,13 +660,16 @@ class CommentatorRuntime:
     cache: BoundedKVCache | None = None
 
     @classmethod
-    def load(cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None) -> CommentatorRuntime:
+    def load(cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None,
+             int8: bool = False) -> CommentatorRuntime:
         """Loads a checkpoint.
 
         Args:
             path: The ``.pt`` checkpoint.
             device: Torch device.
             silence_bias: Overrides the config's ``silence_bias`` (talkativeness).
+            int8: Quantize the backbone's blocks to int8 for CPU inference
+                (:func:`models.backbone.quantize_int8`; docs/PERFORMANCE.md measures it).
 
         Raises:
             CheckpointError: If the checkpoint is missing or invalid.
@@ -675,6 +678,8 @@ class CommentatorRuntime:
         model, meta = load_checkpoint(path, map_location=device)
         if silence_bias is not None:
             model.cfg = replace(model.cfg, silence_bias=float(silence_bias))
+        if int8:
+            quantize_int8(model.lm)
         return cls(model=model, meta=meta)
 
     @property

@@ -159,6 +159,7 @@ def evaluate(
     *,
     tolerance_s: float = 1.0,
     silence_bias: float | None = None,
+    int8: bool = False,
     window_positions: int | None = None,
     continuous: bool = False,
     similarity: bool = True,
@@ -173,6 +174,7 @@ def evaluate(
         clips: Video files, each with a ``.json`` transcript with events.
         tolerance_s: Time tolerance of an event mention, seconds.
         silence_bias: Override of the checkpoint's ``silence_bias``.
+        int8: Quantize the backbone to int8 (as the live commentator can, ``int8_backbone``).
         window_positions: Override of the KV cache window (streaming pass only).
         continuous: One session for all clips (an endless stream) instead of a fresh
             session per clip.
@@ -198,7 +200,7 @@ def evaluate(
 
     if not clips:
         raise ValueError("no clips to evaluate")
-    rt = CommentatorRuntime.load(Path(checkpoint), silence_bias=silence_bias)
+    rt = CommentatorRuntime.load(Path(checkpoint), silence_bias=silence_bias, int8=int8)
     cfg = rt.model.cfg
     if window_positions is not None:
         rt.model.cfg = replace(cfg, window_positions=int(window_positions))
@@ -292,6 +294,7 @@ def evaluate(
         "window_positions": rt.model.cfg.window_positions,
         "continuous": continuous,
         "silence_bias": rt.model.cfg.silence_bias,
+        "int8": int8,
         "examples": examples,
     }
     if out_json is not None:
