@@ -45,6 +45,9 @@ class CommentatorStage(Stage):
     input_kind = "tokens"
     output_kind = "text"
     accepts = (m.Tokens, m.EndOfStream)
+    #: Streams step at the same 5 Hz with arbitrary phases: waiting up to half a tick
+    #: for the others makes one forward pass per tick instead of one per stream.
+    batch_wait_s = 0.1
 
     def __init__(self, options: StageOptions, *, checkpoint: Path, int8: bool = False) -> None:
         super().__init__(options)

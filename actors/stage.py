@@ -84,6 +84,7 @@ class Session:
         out_seq: Sequence number of the next output message.
         last_seen: Monotonic time of the last input message.
         last_seq: ``seq`` of the last input message handled (-1 before the first).
+        queued_since: Monotonic time the oldest queued message has waited since.
         resume_after: Set when the stream was taken over from a replica that died: the
             last input ``seq`` that replica handled; cleared by the first message.
     """
@@ -96,6 +97,7 @@ class Session:
     out_seq: int = 0
     last_seen: float = field(default_factory=time.monotonic)
     last_seq: int = -1
+    queued_since: float = 0.0
     resume_after: int | None = None
     closed: bool = False
 
@@ -119,6 +121,9 @@ class Stage:
     #: Whether a message of a stream with no session opens one (the entry stage only:
     #: downstream messages of an unknown stream are the tail of a closed session).
     opens_sessions: ClassVar[bool] = False
+    #: Longest a queued message waits for the other active streams' messages so that
+    #: they are stepped in one batch (0: a batch takes whatever is queued), seconds.
+    batch_wait_s: ClassVar[float] = 0.0
     input_kind: ClassVar[StreamSubject]
     output_kind: ClassVar[StreamSubject]
     accepts: ClassVar[tuple[type, ...]]
@@ -359,6 +364,8 @@ class Stage:
             if session.counters["dropped"] in (1, 10, 100) or session.counters["dropped"] % 1000 == 0:
                 await self.report(stream, "warning", "dropped",
                                   f"{self.name} is behind: dropped the oldest queued message", session)
+        if not session.queue:
+            session.queued_since = time.monotonic()
         session.queue.append(message)
         self._wakeup.set()
 
@@ -422,7 +429,18 @@ class Stage:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            wait_s = self._batch_wait(ready)
+            if wait_s > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
+                except TimeoutError:
+                    pass
+                continue
+            now = time.monotonic()
             items = [(session, session.queue.popleft()) for session in ready]
+            for session in ready:
+                session.queued_since = now
             started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(self.process_batch, items)
@@ -433,6 +451,21 @@ class Stage:
             self.batches += 1
             for (session, message), result in zip(items, results, strict=True):
                 await self._deliver(session, message, result, elapsed)
+
+    def _batch_wait(self, ready: list[Session]) -> float:
+        """Seconds to wait for more streams' messages before running a batch of ``ready``.
+
+        Every active stream (a message within the last second) sends one message per
+        model step, so waiting until each has one queued — at most ``batch_wait_s``
+        after the oldest arrived — steps them together instead of one by one.
+        """
+        if self.batch_wait_s <= 0:
+            return 0.0
+        now = time.monotonic()
+        active = sum(1 for s in self.sessions.values() if now - s.last_seen < 1.0)
+        if len(ready) >= active:
+            return 0.0
+        return max(0.0, self.batch_wait_s - (now - min(s.queued_since for s in ready)))
 
     async def _deliver(
         self, session: Session, message: m.Message, result: list[m.Message] | Exception, elapsed_s: float
