@@ -137,6 +137,7 @@ class Stage:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # batches processed
+        self._last_batch_s = 0.0  # how long the last batch took
         self.membership: Membership | None = None
         self.replica_tag: str | None = None  # Serve's replica id, set by the deployment before start()
         self._held: dict[str, deque[Any]] = {}  # raw messages of streams being claimed
@@ -448,6 +449,7 @@ class Stage:
                 log.exception("%s: batch of %d streams failed", self.name, len(items))
                 results = [exc] * len(items)
             elapsed = time.perf_counter() - started
+            self._last_batch_s = elapsed
             self.batches += 1
             for (session, message), result in zip(items, results, strict=True):
                 await self._deliver(session, message, result, elapsed)
@@ -456,8 +458,9 @@ class Stage:
         """Seconds to wait for more streams' messages before running a batch of ``ready``.
 
         Every active stream (a message within the last second) sends one message per
-        model step, so waiting until each has one queued — at most ``batch_wait_s``
-        after the oldest arrived — steps them together instead of one by one.
+        model step, so waiting until each has one queued — after the oldest arrived, at
+        most ``batch_wait_s`` and at most as long as the last batch took — steps them
+        together instead of one by one.
         """
         if self.batch_wait_s <= 0:
             return 0.0
@@ -465,7 +468,9 @@ class Stage:
         active = sum(1 for s in self.sessions.values() if now - s.last_seen < 1.0)
         if len(ready) >= active:
             return 0.0
-        return max(0.0, self.batch_wait_s - (now - min(s.queued_since for s in ready)))
+        # Waiting longer than a batch takes would delay more than it saves.
+        limit = min(self.batch_wait_s, self._last_batch_s)
+        return max(0.0, limit - (now - min(s.queued_since for s in ready)))
 
     async def _deliver(
         self, session: Session, message: m.Message, result: list[m.Message] | Exception, elapsed_s: float

@@ -23,7 +23,8 @@ def _label(proc: psutil.Process) -> str | None:
     if proc.pid == os.getpid():
         return "loadtest"
     if "ServeReplica:" in cmd:
-        return "replica:" + cmd.split("ServeReplica:", 1)[1].split()[0].split(":")[-1]
+        # The title ends with the method running (".__init__", ".check_health") at times.
+        return "replica:" + cmd.split("ServeReplica:", 1)[1].split()[0].split(":")[-1].split(".")[0]
     if "nats-server" in cmd:
         return "nats-server"
     if cmd.startswith("ray::") or "/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd:
