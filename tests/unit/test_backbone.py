@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from models.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, smollm2_dir
+from models.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
 from models.commentator import CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
 from models.kvcache import BoundedKVCache
 from models.text import HFCodec
@@ -324,6 +325,32 @@ def test_add_lora_leaves_only_adapters_trainable(hf_folder: Path) -> None:
     lm0, _ = load_pretrained_lm(hf_folder)
     assert add_lora(lm0, 0) == []
     assert not any(p.requires_grad for p in lm0.parameters())
+
+
+@torch.no_grad()
+def test_quantize_int8_merges_lora_and_keeps_the_function(hf_folder: Path) -> None:
+    """LoRA merged into the base weights, the blocks' linear layers int8: the same model
+    up to quantization error, streaming through the bounded cache as before."""
+    torch.manual_seed(0)
+    lm, _ = load_pretrained_lm(hf_folder)
+    add_lora(lm, 4)
+    for name, p in lm.named_parameters():
+        if "lora_B" in name:
+            p.normal_(0, 0.05)  # a trained adapter (B starts at zero)
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    before = lm(ids).logits
+    n = quantize_int8(lm)
+    assert n == 2 * 7  # q, k, v, o, gate, up, down per layer, 2 layers
+    assert not any("lora_" in name for name, _ in lm.named_modules())
+    assert not any(isinstance(m, nn.Linear) for m in lm.base_model.layers.modules())
+    after = lm(ids).logits
+    assert F.cosine_similarity(after.flatten(), before.flatten(), dim=0) > 0.99
+    cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
+    cache.alloc()
+    x = lm.get_input_embeddings()(ids)
+    streamed = torch.stack([_stream(lm, cache, x[:, i : i + 1]) for i in range(ids.shape[1])])
+    full = lm.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[0]
+    assert F.cosine_similarity(streamed.flatten(), full.flatten(), dim=0) > 0.99
 
 
 # ---------------------------------------------------------------------------
