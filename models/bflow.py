@@ -113,14 +113,15 @@ class BFlowStep:
 
 
 def _cell_means(x: Any, rows: int, cols: int, xp: Any) -> Any:
-    """Mean over a rows x cols grid: ``[B, H, W, C]`` → ``[B, rows, cols, C]`` (crops the remainder)."""
+    """Mean over a rows x cols grid: ``[B, H, W, C]`` → float32 ``[B, rows, cols, C]``
+    (crops the remainder; uint8 input is summed in float32 without a float copy)."""
     b, h, w, c = x.shape
     ch, cw = h // rows, w // cols
     x = x[:, : ch * rows, : cw * cols]
     # Two reductions over contiguous runs (rows within a cell, then columns) are ~6x
     # faster than one mean over the two strided axes.
-    per_row = x.reshape(b, rows, ch, cols * cw * c).sum(axis=2)
-    return per_row.reshape(b, rows, cols, cw, c).sum(axis=3) / (ch * cw)
+    per_row = x.reshape(b, rows, ch, cols * cw * c).sum(axis=2, dtype=xp.float32)
+    return per_row.reshape(b, rows, cols, cw, c).sum(axis=3) / xp.float32(ch * cw)
 
 
 @dataclass
@@ -167,7 +168,7 @@ class BFlowTokenizer:
             raise ValueError(f"{len(states)} states for {rgbs.shape[0]} frames")
         cfg = self.config
         xp = array_module()
-        rgb = xp.asarray(rgbs).astype(xp.float32) / 255.0
+        rgb_u8 = xp.asarray(rgbs)
         flow = xp.asarray(flows, dtype=xp.float32)
         luma = to_luma(rgbs, xp)
         b, h, w = luma.shape
@@ -190,16 +191,20 @@ class BFlowTokenizer:
         rel_mag = xp.sqrt((rel**2).sum(-1))
         mag = xp.sqrt((flow**2).sum(-1))
         moving = (rel_mag > cfg.motion_threshold_px).astype(xp.float32)
-        cells = _cell_means(
-            xp.concatenate([rel, rel_mag[..., None], moving[..., None], flow, mag[..., None], rgb], axis=-1),
-            cfg.flow_rows, cfg.flow_cols, xp,
-        )  # [B, rows, cols, 10]: rel dx, dy, |rel|, moving fraction, dx, dy, |f|, r, g, b
-        key_cells = _cell_means(rgb, cfg.key_rows, cfg.key_cols, xp)
-        thumbs = _cell_means(rgb, cfg.key_rows * _THUMB, cfg.key_cols * _THUMB, xp)
+        grid = (cfg.flow_rows, cfg.flow_cols)
+        flow_cells = _cell_means(flow, *grid, xp)  # the mean relative flow is the mean flow - camera
+        per_pixel = _cell_means(xp.stack([rel_mag, moving, mag], axis=-1), *grid, xp)
+        cells = xp.concatenate([
+            flow_cells - camera[:, None, None, :], per_pixel[..., :2], flow_cells, per_pixel[..., 2:],
+            _cell_means(rgb_u8, *grid, xp) / xp.float32(255.0),
+        ], axis=-1)  # [B, rows, cols, 10]: rel dx, dy, |rel|, moving fraction, dx, dy, |f|, r, g, b
+        key_cells = _cell_means(rgb_u8, cfg.key_rows, cfg.key_cols, xp) / xp.float32(255.0)
+        thumbs = _cell_means(rgb_u8, cfg.key_rows * _THUMB, cfg.key_cols * _THUMB, xp) / xp.float32(255.0)
+        mean_rgb = rgb_u8.reshape(b, h * w, 3).sum(axis=1, dtype=xp.float32) / xp.float32(255.0 * h * w)
 
         out = []
         cut_np, camera_np, cells_np = to_numpy(cut), to_numpy(camera), to_numpy(cells)
-        key_np, thumbs_np, mean_rgb = to_numpy(key_cells), to_numpy(thumbs), to_numpy(rgb.mean(axis=(1, 2)))
+        key_np, thumbs_np, mean_rgb = to_numpy(key_cells), to_numpy(thumbs), to_numpy(mean_rgb)
         motion_np, luma_np = to_numpy(mag.mean(axis=(1, 2))), to_numpy(luma)
         for i, state in enumerate(states):
             score = 1.0 if not have_prev[i] else float(cut_np[i])
