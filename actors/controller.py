@@ -74,7 +74,6 @@ class SessionController:
 
     def __init__(self, options: ControllerOptions) -> None:
         self.options = options
-        self.failovers = 0  # streams moved off dead replicas so far
         self._nc: Any = None
         self._kv: Any = None
         self._headers: Any = None
@@ -103,14 +102,6 @@ class SessionController:
         self._task = asyncio.create_task(self._supervise_loop())
         log.info("session controller on %s (%d sessions open, %d replicas live)", self.options.nats_url,
                  len(self._sessions.items), len(self.live_replicas()))
-
-    async def sessions(self) -> list[str]:
-        """Stream ids of the open sessions."""
-        return sorted(self._sessions.items) if self._sessions else []
-
-    def assignments(self) -> dict[str, dict[str, str]]:
-        """Stream → stage → replica id, for every open session."""
-        return {k: dict(r.replicas) for k, r in (self._sessions.items.items() if self._sessions else [])}
 
     def live_replicas(self, now: float | None = None) -> dict[str, ReplicaRecord]:
         """Replica id → last heartbeat, for the replicas heard from within the TTL."""
@@ -273,7 +264,6 @@ class SessionController:
         if not moved:
             return
         await self._put(msgspec.structs.replace(record, replicas=replicas, resume=resume, epoch=record.epoch + 1))
-        self.failovers += len(moved)
         await self._report(record.stream, "warning", "failover",
                            "controller: replica stopped heartbeating; moved " + "; ".join(moved),
                            {"failovers": record.epoch + 1})

@@ -110,11 +110,10 @@ class EmbeddedSystem:
         from ray._private.state import actors  # a DeveloperAPI; the state API needs the dashboard
 
         actor = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{deployment}#{tag}", namespace="serve")
-        pids = [actors(actor._actor_id.hex()).get("Pid")]
-        pids = [pid for pid in pids if pid]
+        pid = actors(actor._actor_id.hex()).get("Pid")
         ray.kill(actor, no_restart=True)
         deadline = time.monotonic() + 30.0
-        while any(psutil.pid_exists(pid) for pid in pids) and time.monotonic() < deadline:  # the kill is asynchronous
+        while pid and psutil.pid_exists(pid) and time.monotonic() < deadline:  # the kill is asynchronous
             time.sleep(0.02)
         log.warning("killed replica %s of %s", tag, deployment)
         return tag

@@ -30,9 +30,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from streams import messages as m
-from streams.errors import TransportError, error_from_code
-from streams.subjects import session_subject
+from streams.errors import TransportError
+from streams.publisher import open_session
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +194,10 @@ class Membership:
         self.nc, self.stage, self.capacity, self.prefix = nc, stage, capacity, prefix
         self.replica_id = f"{stage}-{tag or uuid.uuid4().hex[:8]}"
         self.progress = progress
-        self._on_assignment = on_assignment
+        self.on_assignment = on_assignment
         self.sessions: KVMirror[SessionRecord] | None = None
         self.headers: Any = None
         self._replicas: Any = None
-        self._claims: dict[str, asyncio.Task[str | None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -209,7 +207,7 @@ class Membership:
             TransportError: If JetStream is unavailable.
         """
         sessions, self._replicas, self.headers = await open_buckets(self.nc.jetstream())
-        self.sessions = KVMirror(sessions, decode_session, on_change=self._changed)
+        self.sessions = KVMirror(sessions, decode_session, on_change=self.on_assignment)
         await self.sessions.start()
         await self._beat()
         self._task = asyncio.create_task(self._heartbeat_loop())
@@ -234,42 +232,20 @@ class Membership:
         record = self.record(stream)
         return record.replicas.get(self.stage) if record else None
 
-    def mine(self, stream: str) -> bool:
-        return self.owner(stream) == self.replica_id
-
     async def claim(self, stream: str) -> str | None:
-        """Asks the controller to open the stream's session (idempotent).
+        """Asks the controller to open the stream's session (opening an open one is fine).
 
         Returns:
             The replica of this stage it is assigned to.
 
         Raises:
-            MMDError: The controller's typed refusal (e.g. CapacityError).
-            TransportError: If the controller does not answer.
+            SessionError: The controller's typed refusal (e.g. ``CapacityError``) or no answer.
         """
-        task = self._claims.get(stream)
-        if task is None:
-            task = asyncio.create_task(self._request_open(stream))
-            self._claims[stream] = task
-            task.add_done_callback(lambda _: self._claims.pop(stream, None))
-        return await asyncio.shield(task)
-
-    async def _request_open(self, stream: str) -> str | None:
-        try:
-            msg = await self.nc.request(session_subject("open", prefix=self.prefix),
-                                        m.encode(m.OpenSession(stream=stream)), timeout=5.0)
-        except Exception as exc:
-            raise TransportError(f"session controller did not answer for stream {stream!r}: {exc}") from exc
-        reply = m.decode(msg.data, m.SessionReply)
-        if not reply.ok:
-            raise error_from_code(reply.error_code, reply.error)
+        reply = await open_session(self.nc, stream, prefix=self.prefix)
         if self.sessions is not None and stream not in self.sessions.items:
             # Until the watcher delivers the controller's record.
             self.sessions.items[stream] = SessionRecord(stream=stream, opened_ts=time.time(), replicas=reply.replicas)
         return reply.replicas.get(self.stage)
-
-    async def _changed(self, stream: str, record: SessionRecord | None) -> None:
-        await self._on_assignment(stream, record)
 
     async def _beat(self) -> None:
         beat = ReplicaRecord(stage=self.stage, replica=self.replica_id, capacity=self.capacity,

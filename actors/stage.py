@@ -184,16 +184,9 @@ class Stage:
             :class:`~streams.errors.MMDError` is reported as a typed error of that
             stream, anything else as ``internal``); one item's failure never affects another.
         """
-        results: list[list[m.Message] | Exception] = []
-        for session, message in items:
-            try:
-                if isinstance(message, m.EndOfStream):
-                    results.append(self.finish(session, message))
-                else:
-                    results.append(self.process(session, message))
-            except Exception as exc:
-                results.append(exc)
-        return results
+        # Each message its own group, so that each failure stays with its item.
+        return self.batch_by_key(items, lambda session, message: (id(message), None),
+                                 lambda group: [self.process(session, message) for session, message, _ in group])
 
     def batch_by_key(
         self,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,81 +49,61 @@ def _title(run: dict[str, Any]) -> str:
     return f"{run['sessions']} sessions, {run['seconds']:.0f} s, {run['held_at_real_time']} held at real time"
 
 
-def _latency_cdf(run: dict[str, Any], path: Path) -> Path:
+@contextmanager
+def _plot(path: Path, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+    """Axes of one 6.4x4 in figure, labelled, gridded and saved as ``path`` with its legend."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for key, label in (("first_text_s", "capture → first text"), ("first_audio_s", "capture → first audio")):
-        values = np.sort(np.asarray(run["_samples"][key]) * 1000.0)
-        if values.size:
-            frac = np.arange(1, values.size + 1) / values.size
-            ax.step(values, frac, where="post", label=f"{label} (n={values.size})")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("fraction of lines")
-    ax.set_title(_title(run), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def _latency_cdf(run: dict[str, Any], path: Path) -> Path:
+    with _plot(path, _title(run), "latency (ms)", "fraction of lines") as ax:
+        for key, label in (("first_text_s", "capture → first text"), ("first_audio_s", "capture → first audio")):
+            values = np.sort(np.asarray(run["_samples"][key]) * 1000.0)
+            if values.size:
+                frac = np.arange(1, values.size + 1) / values.size
+                ax.step(values, frac, where="post", label=f"{label} (n={values.size})")
     return path
 
 
 def _lag(run: dict[str, Any], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    t = [p["t_s"] for p in run["lag"]]
-    ax.plot(t, [p["median_s"] for p in run["lag"]], label="median over streams")
-    ax.plot(t, [p["max_s"] for p in run["lag"]], label="worst stream", alpha=0.7)
-    ax.axhline(run["lag_limit_s"], color="grey", linestyle="--", linewidth=1, label="real-time limit")
-    if run.get("chaos"):
-        ax.axvline(run["chaos"]["at_s"], color="red", linewidth=1, label=f"kill {run['chaos']['stage']}")
-    ax.set_xlabel("time into the run (s)")
-    ax.set_ylabel("capture → tokens/text lag (s)")
-    ax.set_title(_title(run), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _plot(path, _title(run), "time into the run (s)", "capture → tokens/text lag (s)") as ax:
+        t = [p["t_s"] for p in run["lag"]]
+        ax.plot(t, [p["median_s"] for p in run["lag"]], label="median over streams")
+        ax.plot(t, [p["max_s"] for p in run["lag"]], label="worst stream", alpha=0.7)
+        ax.axhline(run["lag_limit_s"], color="grey", linestyle="--", linewidth=1, label="real-time limit")
+        if run.get("chaos"):
+            ax.axvline(run["chaos"]["at_s"], color="red", linewidth=1, label=f"kill {run['chaos']['stage']}")
     return path
 
 
 def _throughput(run: dict[str, Any], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for stage, points in sorted(run["throughput"].items()):
-        ax.plot([p["t_s"] for p in points], [p["msgs_per_s"] for p in points], marker=".", label=stage)
-    ax.set_xlabel("time into the run (s)")
-    ax.set_ylabel("messages emitted per second")
-    ax.set_yscale("symlog")
-    ax.set_title(_title(run), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _plot(path, _title(run), "time into the run (s)", "messages emitted per second") as ax:
+        for stage, points in sorted(run["throughput"].items()):
+            ax.plot([p["t_s"] for p in points], [p["msgs_per_s"] for p in points], marker=".", label=stage)
+        ax.set_yscale("symlog")
     return path
 
 
 def _sweep(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    trials = sorted(result["trials"], key=lambda r: r["sessions"])
-    n = [r["sessions"] for r in trials]
-    ax.plot(n, [r["held_at_real_time"] for r in trials], marker="o", label="sessions held at real time")
-    ax.plot(n, n, color="grey", linestyle="--", linewidth=1, label="all held")
-    ax.set_xlabel("sessions offered")
-    ax.set_ylabel("sessions held")
-    ax.set_title(f"sweep: largest load held entirely = {result['max_sessions_held']}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    title = f"sweep: largest load held entirely = {result['max_sessions_held']}"
+    with _plot(path, title, "sessions offered", "sessions held") as ax:
+        trials = sorted(result["trials"], key=lambda r: r["sessions"])
+        n = [r["sessions"] for r in trials]
+        ax.plot(n, [r["held_at_real_time"] for r in trials], marker="o", label="sessions held at real time")
+        ax.plot(n, n, color="grey", linestyle="--", linewidth=1, label="all held")
     return path
 
 

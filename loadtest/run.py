@@ -40,16 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from actors.placement import STAGES
 from loadtest.procstats import ProcessSampler
+from models.video import MODEL_FPS_HZ
 from streams.errors import MMDError
 from streams.listener import Listener
 from streams.publisher import publish
 from streams.subjects import validate_stream_id
-
-#: Stage names a chaos event may name.
-CHAOS_STAGES = ("decoder", "flow", "tokenizer", "commentator", "tts")
-#: Model steps per second the stream should produce.
-STEP_HZ = 5.0
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,8 @@ class Chaos:
             ValueError: If the text is not of that form or names an unknown stage.
         """
         match = re.fullmatch(r"kill:([a-z]+)@([0-9.]+)s?", text.strip())
-        if not match or match.group(1) not in CHAOS_STAGES:
-            raise ValueError(f"expected kill:STAGE@SECONDS with STAGE one of {', '.join(CHAOS_STAGES)}; got {text!r}")
+        if not match or match.group(1) not in STAGES:
+            raise ValueError(f"expected kill:STAGE@SECONDS with STAGE one of {', '.join(STAGES)}; got {text!r}")
         return cls(match.group(1), float(match.group(2)))
 
 
@@ -107,7 +104,6 @@ class _Stream:
     listener: Listener
     task: asyncio.Task | None = None
     error: str = ""
-    statuses_seen: int = 0
 
 
 @dataclass
@@ -217,9 +213,7 @@ async def kill_busiest(system: Any, nats_url: str, stage: str) -> tuple[str, int
     Returns:
         The killed replica's id and the number of streams it held.
     """
-    import msgspec
-
-    from actors.placement import SESSIONS_BUCKET, SessionRecord
+    from actors.placement import SESSIONS_BUCKET, decode_session
     from streams.bus import connect
 
     nc = await connect(nats_url, name="mmd-loadtest-chaos")
@@ -227,7 +221,7 @@ async def kill_busiest(system: Any, nats_url: str, stage: str) -> tuple[str, int
         kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
         held: dict[str, int] = defaultdict(int)
         for key in await kv.keys():
-            record = msgspec.msgpack.decode((await kv.get(key)).value, type=SessionRecord)
+            record = decode_session((await kv.get(key)).value)
             if stage in record.replicas:
                 held[record.replicas[stage]] += 1
     finally:
@@ -247,7 +241,7 @@ def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: Proces
     per_stream = []
     lag_by_second: dict[int, list[float]] = defaultdict(list)
     drops: dict[str, int] = defaultdict(int)
-    expected_steps = STEP_HZ * cfg.seconds
+    expected_steps = MODEL_FPS_HZ * cfg.seconds
     for st in streams:
         lst = st.listener
         for line in lst.lines.values():

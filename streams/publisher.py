@@ -20,7 +20,7 @@ import nats.errors
 from models.video import codec_params, open_container, packet_time_s
 from streams import messages as m
 from streams.bus import connect
-from streams.errors import MediaError, SessionError, TransportError
+from streams.errors import MediaError, SessionError, TransportError, error_from_code
 from streams.subjects import session_subject, stream_subject, validate_stream_id
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ async def open_session(nc: object, stream: str, *, prefix: str, timeout_s: float
                            "is the app running?") from None
     reply = m.decode(msg.data, m.SessionReply)
     if not reply.ok:
-        raise SessionError(f"session {stream!r} refused: {reply.error_code}: {reply.error}")
+        raise error_from_code(reply.error_code, f"session {stream!r} refused: {reply.error_code}: {reply.error}")
     return reply
 
 

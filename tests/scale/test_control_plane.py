@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from actors.embedded import EmbeddedSystem
-from actors.placement import SESSIONS_BUCKET, SessionRecord
+from actors.placement import SESSIONS_BUCKET, SessionRecord, decode_session
 from streams import messages as m
 from streams.bus import connect
 from streams.errors import SessionError
@@ -32,7 +31,7 @@ async def _records(nc: Any) -> dict[str, SessionRecord]:
         keys = await kv.keys()
     except Exception:  # no keys
         return {}
-    return {k: msgspec.msgpack.decode((await kv.get(k)).value, type=SessionRecord) for k in keys}
+    return {k: decode_session((await kv.get(k)).value) for k in keys}
 
 
 async def _close(nc: Any, streams: list[str]) -> None:
