@@ -6,11 +6,14 @@ itself when to speak, stay silent (the silence token) or end its line. Each stre
 has its own slot of one bounded KV cache, and the sessions whose token messages are
 queued advance together in one batched forward pass per position
 (:meth:`CommentatorStage.process_batch`). Text goes out as soon as it is decided,
-stamped with the video time of the step that produced it.
+stamped with the video time of the step that produced it: the first word of a line
+leaves after the step's first forward pass, not after the whole step
+(:meth:`~actors.stage.Stage.publish_now`).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,12 +83,16 @@ class CommentatorStage(Stage):
         return None, tokens
 
     def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
-        said = self.runtime.step_batch([s.state.model_state for s, _, _ in group], [t for _, _, t in group])
-        out = []
-        for (session, message, _), pieces in zip(group, said, strict=True):
+        """Steps the group; what each forward pass says is published right away."""
+        rounds = self.runtime.step_rounds([s.state.model_state for s, _, _ in group], [t for _, _, t in group])
+        for pieces in rounds:
+            by_item: dict[int, list[LinePiece]] = defaultdict(list)
+            for i, piece in pieces:
+                by_item[i].append(piece)
+            self.publish_now([(group[i][0], self._deltas(group[i][0], group[i][1], ps)) for i, ps in by_item.items()])
+        for session, _, _ in group:
             session.counters["model_steps"] += 1
-            out.append(self._deltas(session, message, pieces))
-        return out
+        return [[] for _ in group]
 
     def _deltas(self, session: Session, message: m.Message, pieces: list[LinePiece]) -> list[m.Message]:
         state: CommentatorSession = session.state

@@ -29,6 +29,7 @@ Serve deployments, and tests can run them in-process against a real NATS server.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections import Counter, defaultdict, deque
@@ -41,13 +42,15 @@ import numpy as np
 from actors.placement import Membership, SessionRecord
 from streams import messages as m
 from streams.bus import connect
-from streams.errors import MMDError, SchemaError, StreamIdError
+from streams.errors import MMDError, SchemaError, StreamIdError, TransportError
 from streams.subjects import StreamSubject, parse_stream_subject, stream_subject, wildcard_subject
 
 log = logging.getLogger(__name__)
 
 #: Seconds after a session closed during which late messages of its stream do not reopen it.
 CLOSED_MEMORY_S = 10.0
+#: Longest wait of :meth:`Stage.publish_now` for the event loop to send its messages.
+PUBLISH_NOW_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -133,6 +136,7 @@ class Stage:
         self.sessions: dict[str, Session] = {}
         self.unroutable = 0  # messages on subjects with no valid stream id
         self._nc: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop of start()
         self._closed = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -239,6 +243,42 @@ class Stage:
         """Release a stream's state when its session closes."""
 
     # -- helpers for subclasses ---------------------------------------------------
+    def publish_now(self, outputs: list[tuple[Session, list[m.Message]]]) -> None:
+        """Publishes output messages from inside :meth:`process_batch`, before it returns
+        (e.g. a commentator's first word, before the rest of its step is computed).
+
+        Call it from the worker thread only; it blocks until the messages are sent, so
+        they go out in order before anything the batch returns.
+
+        Args:
+            outputs: ``(session, messages)`` pairs, published in order.
+
+        Raises:
+            RuntimeError: If the stage is not started or it is called from the event loop.
+            TransportError: If the event loop does not send them within ``PUBLISH_NOW_TIMEOUT_S``
+                (it is shutting down).
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError(f"{self.name}: publish_now before start()")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError(f"{self.name}: publish_now from the event loop would deadlock")
+        sent = asyncio.run_coroutine_threadsafe(self._publish_outputs(outputs), loop)
+        try:
+            sent.result(timeout=PUBLISH_NOW_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            sent.cancel()
+            raise TransportError(f"{self.name}: outputs not sent within {PUBLISH_NOW_TIMEOUT_S:.0f} s") from None
+
+    async def _publish_outputs(self, outputs: list[tuple[Session, list[m.Message]]]) -> None:
+        for session, messages in outputs:
+            for message in messages:
+                await self._publish(session, message)
+
     def next_seq(self, session: Session) -> int:
         """Return and advance the stream's output sequence number."""
         seq = session.out_seq
@@ -259,6 +299,7 @@ class Stage:
         Raises:
             TransportError: If NATS cannot be reached.
         """
+        self._loop = asyncio.get_running_loop()
         self._nc = await connect(
             self.options.nats_url, name=f"mmd-{self.name}", max_reconnect_attempts=-1, on_closed=self._closed
         )
@@ -480,8 +521,7 @@ class Stage:
             await self.report(session.stream, "error", "internal", f"{type(result).__name__}: {result}", session)
             return
         session.latencies_s.append(elapsed_s)
-        for out in result:
-            await self._publish(session, out)
+        await self._publish_outputs([(session, result)])
         if isinstance(message, m.EndOfStream):
             await self._close_session(session, report=True)
 

@@ -124,6 +124,12 @@ def _cell_means(x: Any, rows: int, cols: int, xp: Any) -> Any:
     return per_row.reshape(b, rows, cols, cw, c).sum(axis=3) / xp.float32(ch * cw)
 
 
+def _magnitude(v: Any, xp: Any) -> Any:
+    """Euclidean length of 2-D vectors: float32 ``[..., 2]`` → ``[..., ]`` (two
+    elementwise squares: a sum over the last axis of size 2 is ~4x slower)."""
+    return xp.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
+
+
 @dataclass
 class BFlowTokenizer:
     """The B-Flow v0 tokenizer (stateless: per-stream state is a :class:`BFlowState`)."""
@@ -188,8 +194,8 @@ class BFlowTokenizer:
         cut = changed.reshape(b, -1).sum(1) / xp.maximum(inside.reshape(b, -1).sum(1), 1)
 
         rel = flow - camera[:, None, None, :]
-        rel_mag = xp.sqrt((rel**2).sum(-1))
-        mag = xp.sqrt((flow**2).sum(-1))
+        rel_mag = _magnitude(rel, xp)
+        mag = _magnitude(flow, xp)
         moving = (rel_mag > cfg.motion_threshold_px).astype(xp.float32)
         grid = (cfg.flow_rows, cfg.flow_cols)
         flow_cells = _cell_means(flow, *grid, xp)  # the mean relative flow is the mean flow - camera
@@ -200,7 +206,7 @@ class BFlowTokenizer:
         ], axis=-1)  # [B, rows, cols, 10]: rel dx, dy, |rel|, moving fraction, dx, dy, |f|, r, g, b
         key_cells = _cell_means(rgb_u8, cfg.key_rows, cfg.key_cols, xp) / xp.float32(255.0)
         thumbs = _cell_means(rgb_u8, cfg.key_rows * _THUMB, cfg.key_cols * _THUMB, xp) / xp.float32(255.0)
-        mean_rgb = rgb_u8.reshape(b, h * w, 3).sum(axis=1, dtype=xp.float32) / xp.float32(255.0 * h * w)
+        mean_rgb = _cell_means(rgb_u8, 1, 1, xp)[:, 0, 0] / xp.float32(255.0)
 
         out = []
         cut_np, camera_np, cells_np = to_numpy(cut), to_numpy(camera), to_numpy(cells)

@@ -23,6 +23,7 @@ pass per position for all of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,8 @@ class Commentator(nn.Module):
         banned = torch.zeros(codec.n_ids, dtype=torch.bool)
         banned[codec.banned_ids()] = True
         self.register_buffer("banned", banned, persistent=False)
+        self.shortlist: torch.Tensor | None = None  # rows of the head kept by restrict_output
+        self.shortlist_head: tuple[torch.Tensor, torch.Tensor | None] = (torch.empty(0), None)
 
     def trainable_names(self) -> list[str]:
         """Names of the parameters that training updates (and checkpoints store)."""
@@ -339,11 +342,50 @@ class Commentator(nn.Module):
         return x + self.embed_text(text_in.clamp(min=0)) * has_text[..., None]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 ``[..., n_ids]`` output logits of backbone hidden states ``[..., d]``."""
-        out = self.lm.get_output_embeddings()(hidden)[..., : self.codec.base_vocab]
+        """float32 ``[..., n_ids]`` output logits of backbone hidden states ``[..., d]``
+        (``-inf`` outside the shortlist of :meth:`restrict_output`, if one is set)."""
+        if self.shortlist is None:
+            out = self.lm.get_output_embeddings()(hidden)[..., : self.codec.base_vocab]
+        else:
+            out = hidden.new_full((*hidden.shape[:-1], self.codec.base_vocab), float("-inf"))
+            out[..., self.shortlist] = F.linear(hidden, *self.shortlist_head)
         if self.extra_out.shape[0]:
             out = torch.cat([out, hidden @ self.extra_out.T], dim=-1)
         return out
+
+    def restrict_output(self, ids: Sequence[int]) -> int:
+        """Restricts the output head to ``ids`` (a vocabulary shortlist) for inference.
+
+        A pretrained backbone's head scores its whole vocabulary (49 152 rows, 113 MB of
+        float32 weights for SmolLM2, as many bytes as its int8 blocks), while the
+        commentator only ever learned to say the ids of its training lines. Scoring those
+        alone (vocabulary selection, as in Jean et al. 2015, "On Using Very Large Target
+        Vocabulary for Neural Machine Translation") gives the same greedy choice whenever
+        the full head's best id is one of them, at a fraction of the memory traffic. The
+        extra ids (silence) and end of line are always kept.
+
+        Args:
+            ids: Output ids the model may emit (``0 .. n_ids-1``), e.g. the checkpoint's
+                ``spoken_ids``.
+
+        Returns:
+            Rows of the backbone's head that are still scored.
+
+        Raises:
+            ValueError: If an id is out of range.
+        """
+        c = self.codec
+        keep = set(map(int, ids)) | {c.eol_id}
+        if not all(0 <= i < c.n_ids for i in keep):
+            raise ValueError(f"output ids must lie in 0..{c.n_ids - 1}")
+        rows = torch.tensor(sorted(i for i in keep if i < c.base_vocab), dtype=torch.long,
+                            device=self.extra_out.device)
+        head = self.lm.get_output_embeddings()
+        bias = getattr(head, "bias", None)
+        self.shortlist = rows
+        self.shortlist_head = (head.weight.detach()[rows].clone(),
+                               None if bias is None else bias.detach()[rows].clone())
+        return int(rows.numel())
 
     # -- training ---------------------------------------------------------
 
@@ -452,9 +494,26 @@ class Commentator(nn.Module):
         """
         return self.step_batch([state], [tokens])[0]
 
-    @torch.no_grad()
     def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[int]]:
-        """One model step (one video frame) of each of several sessions, batched.
+        """One model step (one video frame) of each of several sessions, batched
+        (:meth:`step_rounds`, collected).
+
+        Returns:
+            Per session, the ids said in this step, in order (text and end-of-line ids;
+            empty when silent).
+
+        Raises:
+            ValueError: As :meth:`step_rounds`.
+        """
+        said: list[list[int]] = [[] for _ in states]
+        for chosen in self.step_rounds(states, tokens):
+            for i, tok in chosen:
+                said[i].append(tok)
+        return said
+
+    def step_rounds(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> Iterator[list[tuple[int, int]]]:
+        """One model step (one video frame) of each of several sessions, batched, one
+        forward pass at a time.
 
         Interleaved: feeds each session's video position, then emits tokens until the
         silence token or ``max_step_tokens`` (each emitted token is fed back; only the
@@ -462,15 +521,20 @@ class Commentator(nn.Module):
         position (video + previous token) per session and emits one id each. Results
         equal those of stepping the sessions one at a time.
 
+        The arguments are checked before the first forward pass; the states are
+        updated as the rounds go (a caller that stops early leaves them consistent, its
+        sessions having said only what was yielded).
+
         Args:
             states: The sessions' states (updated in place); they must share one cache
                 (:meth:`new_state` with the same ``cache``) and be distinct.
             tokens: float32 ``[N_i, token_dim]`` B-Flow tokens of this step per session
                 (``N_i`` may be 0).
 
-        Returns:
-            Per session, the ids said in this step, in order (text and end-of-line ids;
-            empty when silent).
+        Yields:
+            After each forward pass, the ids it chose (text and end-of-line ids, not
+            silence) as ``(index into states, id)`` pairs, so that a caller can send
+            the first word of a line before the rest of the step is computed.
 
         Raises:
             ValueError: If a token array is not finite ``[N, token_dim]``, the lists differ
@@ -478,15 +542,18 @@ class Commentator(nn.Module):
         """
         if len(states) != len(tokens):
             raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
-        if not states:
-            return []
         if any(s.cache is not states[0].cache for s in states) or len({s.slot for s in states}) != len(states):
             raise ValueError("states stepped together must be distinct sessions of one cache")
         arrays = [self.check_tokens(t) for t in tokens]
+        return self._rounds(states, arrays) if states else iter(())
+
+    @torch.no_grad()
+    def _rounds(self, states: list[CommentatorState], arrays: list[np.ndarray]) -> Iterator[list[tuple[int, int]]]:
+        """The forward passes of :meth:`step_rounds` (arguments checked)."""
         parallel = self.cfg.duplex_format == "parallel"
         last = [s.last_token if parallel else NO_TEXT for s in states]
         logits = self._feed(states, self._video_inputs(arrays, last))
-        said: list[list[int]] = [[] for _ in states]
+        n_said = [0] * len(states)
         active = list(range(len(states)))
         for s in states:
             s.steps += 1
@@ -499,17 +566,17 @@ class Commentator(nn.Module):
                 state.last_token = tok
                 if tok == sil:
                     continue
-                said[i].append(tok)
+                n_said[i] += 1
                 state.line = [] if tok == eol else [*state.line, tok]
                 if not parallel:
                     speaking.append(i)
+            yield [(i, tok) for i, tok in zip(active, chosen, strict=True) if tok != sil]
             if not speaking:
                 break
             ids = torch.tensor([[states[i].last_token] for i in speaking], device=self.extra_out.device)
             logits = self._feed([states[i] for i in speaking], self.embed_text(ids))
-            active = [i for i in speaking if len(said[i]) < self.cfg.max_step_tokens]
+            active = [i for i in speaking if n_said[i] < self.cfg.max_step_tokens]
             logits = logits[[speaking.index(i) for i in active]] if len(active) < len(speaking) else logits
-        return said
 
 
 # ---------------------------------------------------------------------------
@@ -661,7 +728,7 @@ class CommentatorRuntime:
 
     @classmethod
     def load(cls, path: Path, *, device: str = "cpu", silence_bias: float | None = None,
-             int8: bool = False) -> CommentatorRuntime:
+             int8: bool = False, shortlist: bool = True) -> CommentatorRuntime:
         """Loads a checkpoint.
 
         Args:
@@ -670,6 +737,8 @@ class CommentatorRuntime:
             silence_bias: Overrides the config's ``silence_bias`` (talkativeness).
             int8: Quantize the backbone's blocks to int8 for CPU inference
                 (:func:`models.backbone.quantize_int8`; docs/PERFORMANCE.md measures it).
+            shortlist: Score only the ids of the training lines (the checkpoint's
+                ``spoken_ids``, if it has them; :meth:`Commentator.restrict_output`).
 
         Raises:
             CheckpointError: If the checkpoint is missing or invalid.
@@ -680,6 +749,8 @@ class CommentatorRuntime:
             model.cfg = replace(model.cfg, silence_bias=float(silence_bias))
         if int8:
             quantize_int8(model.lm)
+        if shortlist and meta.get("spoken_ids"):
+            model.restrict_output(meta["spoken_ids"])
         return cls(model=model, meta=meta)
 
     @property
@@ -699,11 +770,8 @@ class CommentatorRuntime:
         return self.step_batch([state], [tokens])[0]
 
     def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[LinePiece]]:
-        """One model step of several sessions in one batch, as text.
-
-        Args:
-            states: Distinct sessions of this runtime (updated in place).
-            tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
+        """One model step of several sessions in one batch, as text
+        (:meth:`step_rounds`, collected).
 
         Returns:
             Per session, what was said in this step, in order (empty when silent); a step
@@ -712,21 +780,46 @@ class CommentatorRuntime:
         Raises:
             ValueError: If a token array is malformed.
         """
-        before = [list(s.line) for s in states]
-        said = self.model.step_batch(states, tokens)
-        return [self._pieces(line, ids) for line, ids in zip(before, said, strict=True)]
+        said: list[list[LinePiece]] = [[] for _ in states]
+        for pieces in self.step_rounds(states, tokens):
+            for i, piece in pieces:
+                said[i].append(piece)
+        return said
 
-    def _pieces(self, line: list[int], ids: list[int]) -> list[LinePiece]:
-        """Text pieces of ``ids`` said after the unfinished ``line`` (decoded once per token)."""
-        before = self.codec.decode(line)
-        pieces: list[LinePiece] = []
-        for tok in ids:
-            if tok == self.codec.eol_id:
-                pieces.append(LinePiece("", True))
-                line, before = [], ""
-                continue
-            line = [*line, tok]
-            after = self.codec.decode(line)
-            pieces.append(LinePiece(after[len(before) :] if after.startswith(before) else "", False))
-            before = after
-        return pieces
+    def step_rounds(
+        self, states: list[CommentatorState], tokens: list[np.ndarray]
+    ) -> Iterator[list[tuple[int, LinePiece]]]:
+        """One model step of several sessions in one batch, as text, one forward pass at
+        a time (:meth:`Commentator.step_rounds`).
+
+        Args:
+            states: Distinct sessions of this runtime (updated in place).
+            tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
+
+        Yields:
+            After each forward pass, ``(index into states, piece)`` of what it said.
+
+        Raises:
+            ValueError: If a token array is malformed (before the first forward pass).
+        """
+        lines = [list(s.line) for s in states]
+        rounds = self.model.step_rounds(states, tokens)
+        return self._pieces(rounds, lines)
+
+    def _pieces(self, rounds: Iterator[list[tuple[int, int]]],
+                lines: list[list[int]]) -> Iterator[list[tuple[int, LinePiece]]]:
+        """Text pieces of the ids of each round said after each session's unfinished
+        ``lines`` (each line decoded once per token)."""
+        texts: dict[int, str] = {}  # decoded lines[i], once a session speaks
+        for chosen in rounds:
+            pieces = []
+            for i, tok in chosen:
+                if tok == self.codec.eol_id:
+                    pieces.append((i, LinePiece("", True)))
+                    lines[i], texts[i] = [], ""
+                    continue
+                before = texts[i] if i in texts else self.codec.decode(lines[i])
+                lines[i] = [*lines[i], tok]
+                texts[i] = after = self.codec.decode(lines[i])
+                pieces.append((i, LinePiece(after[len(before):] if after.startswith(before) else "", False)))
+            yield pieces

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from models.vocab import Vocab, words
 
-__all__ = ["HFCodec", "TextCodec", "WordCodec"]
+__all__ = ["HFCodec", "TextCodec", "WordCodec", "spoken_ids"]
 
 
 class TextCodec(Protocol):
@@ -150,3 +150,18 @@ class HFCodec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind}
+
+
+def spoken_ids(codec: TextCodec, texts: Sequence[str]) -> list[int]:
+    """Every output id a model trained on ``texts`` learned to emit: the ids of the
+    lines plus silence and end of line (the shortlist of
+    :meth:`models.commentator.Commentator.restrict_output`).
+
+    Args:
+        codec: The model's text codec.
+        texts: Its training lines.
+
+    Returns:
+        Sorted distinct ids.
+    """
+    return sorted({i for t in texts for i in codec.encode(t)} | {codec.sil_id, codec.eol_id})

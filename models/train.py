@@ -42,7 +42,7 @@ from models import bflow
 from models.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
 from models.dataset import ClipExample, clip_lines, feature_key, find_clips, gather_video, load_examples
 from models.duplex import IGNORE, NO_TEXT
-from models.text import WordCodec
+from models.text import WordCodec, spoken_ids
 from models.video import MODEL_FPS_HZ
 from streams import settings
 
@@ -374,6 +374,7 @@ def train(
         "extra_data": [str(d) for d in extra_data],
         "params": {"trainable": trainable, "total": total},
         "eval_clips": [p.name for p in eval_clips],
+        "spoken_ids": spoken_ids(codec, [text for p in train_clips for _, text in clip_lines(p)]),
     }
     train_settings = {
         "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "sil_weight": sil_weight,

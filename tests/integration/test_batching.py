@@ -112,3 +112,9 @@ async def test_commentator_stage_batches_streams_and_matches_stepping_alone(
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
+
+
+def test_publish_now_needs_a_started_stage() -> None:
+    stage = CommentatorStage(StageOptions(nats_url="nats://127.0.0.1:1"), checkpoint=checkpoint_path())
+    with pytest.raises(RuntimeError, match="before start"):
+        stage.publish_now([])

@@ -21,7 +21,7 @@ from models.commentator import (
     save_checkpoint,
 )
 from models.duplex import NO_TEXT, PositionSequence, build_sequence
-from models.text import WordCodec
+from models.text import WordCodec, spoken_ids
 from models.vocab import Vocab
 
 TEXTS = ["Red passes it on", "blue shoots", "goal for red", "the camera pans left", "what a save"]
@@ -331,6 +331,41 @@ def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
     with pytest.raises(ValueError, match="2 states but 1 token arrays"):
         m.step_batch([states[0], states[1]], [streams[0][0]])
     assert m.step_batch([], []) == []
+
+
+@torch.no_grad()
+def test_output_shortlist_keeps_the_choices_it_covers() -> None:
+    """With a shortlist of every id the model says anyway, its text is unchanged; with a
+    smaller one it only says shortlisted ids, and the logits of those are unchanged."""
+    steps = _random_steps(60, seed=31)
+    m = _model(max_line_tokens=5)
+    m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, steps[:20]))
+    st = m.new_state()
+    full = [m.step(st, a) for a in steps]
+    said = sorted({i for ids in full for i in ids})
+    assert len(said) >= 3
+    hidden = torch.randn(3, TINY.d_model)
+    before = m.logits(hidden)
+    assert m.restrict_output([*said, CODEC.sil_id]) == len(set(said) | {CODEC.eol_id, CODEC.sil_id})
+    st = m.new_state()
+    assert [m.step(st, a) for a in steps] == full
+    keep = [said[0], CODEC.sil_id]
+    m.restrict_output(keep)
+    after = m.logits(hidden)
+    allowed = torch.zeros(CODEC.n_ids, dtype=torch.bool)
+    allowed[[*keep, CODEC.eol_id]] = True
+    assert torch.allclose(after[:, allowed], before[:, allowed], atol=1e-6)
+    assert torch.isneginf(after[:, ~allowed]).all()
+    st = m.new_state()
+    assert {i for a in steps for i in m.step(st, a)} <= {said[0], CODEC.eol_id}
+    with pytest.raises(ValueError, match="output ids must lie in"):
+        m.restrict_output([CODEC.n_ids])
+
+
+def test_spoken_ids_are_the_ids_of_the_lines_plus_silence_and_end_of_line() -> None:
+    ids = spoken_ids(CODEC, ["blue shoots", "what a save"])
+    words = [CODEC.vocab.stoi[w] for w in ("blue", "shoots", "what", "a", "save")]
+    assert ids == sorted({*words, CODEC.sil_id, CODEC.eol_id})
 
 
 @pytest.mark.parametrize("fmt", ["interleaved", "parallel"])

@@ -11,10 +11,18 @@ import pytest
 import torch
 
 from models.commentator import CommentatorConfig, CommentatorRuntime, build_commentator
-from models.dataset import ClipExample, ClipFeatures, clip_sequence, feature_key, load_examples, load_features
+from models.dataset import (
+    ClipExample,
+    ClipFeatures,
+    clip_lines,
+    clip_sequence,
+    feature_key,
+    load_examples,
+    load_features,
+)
 from models.duplex import IGNORE, NO_TEXT, build_sequence
 from models.evaluate import mentions, run_clip, teacher_forced
-from models.text import WordCodec
+from models.text import WordCodec, spoken_ids
 from models.train import backbone_config, generate_clips, make_batch, train
 
 TINY = CommentatorConfig(
@@ -126,8 +134,6 @@ def test_features_are_cached(clip_dir: Path) -> None:
 def test_streaming_and_teacher_forced_passes(clip_dir: Path) -> None:
     """run_clip and teacher_forced on a real clip with an untrained tiny model."""
     clip = sorted(clip_dir.glob("*.mp4"))[0]
-    from models.dataset import clip_lines
-
     codec = WordCodec.build([text for _, text in clip_lines(clip)])
     cfg = replace(TINY, window_positions=10, silence_bias=-1e9, max_line_tokens=3)  # talks all the time
     torch.manual_seed(0)
@@ -177,6 +183,9 @@ def test_train_and_evaluate_end_to_end(clip_dir: Path, tmp_path: Path, fmt: str)
     assert rt.meta["eval"]["events"] == ev["events"]
     assert rt.meta["eval_clips"] == [sorted(clip_dir.glob("*.mp4"))[-1].name]
     assert rt.meta["train"]["best_step"] in (2, 3) and "timing_s" in rt.meta
+    assert rt.meta["spoken_ids"] == spoken_ids(rt.codec, [t for c in sorted(clip_dir.glob("*.mp4"))[:2]
+                                                          for _, t in clip_lines(c)])
+    assert rt.model.shortlist is not None
 
 
 def test_train_resumes_from_its_state(clip_dir: Path, tmp_path: Path) -> None:
