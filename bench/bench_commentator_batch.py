@@ -10,13 +10,16 @@ text. A tick is one model step of every session, i.e. 200 ms of video at 5 Hz, s
 a tick time under 200 ms means the N sessions are held at real time.
 
 With ``--int8`` every checkpoint is measured a second time with its backbone quantized
-to int8 (:func:`models.backbone.quantize_int8`), the fp32 run being the baseline.
+to int8 (:func:`models.backbone.quantize_int8`), the fp32 run being the baseline. With
+``--full-head`` each of those is measured once more scoring the backbone's whole
+vocabulary instead of the checkpoint's ``spoken_ids`` shortlist
+(:meth:`models.commentator.Commentator.restrict_output`), the baseline of the shortlist.
 
 Prints a table and writes ``bench/results/commentator_batch.json`` (or ``--out``).
 
 Usage:
     python bench/bench_commentator_batch.py [--checkpoint PATH]... [--sessions 1 8 32 64]
-        [--ticks 20] [--warmup 150] [--threads 1] [--int8]
+        [--ticks 20] [--warmup 150] [--threads 1] [--int8] [--full-head]
 """
 
 from __future__ import annotations
@@ -71,12 +74,13 @@ def timed(rt: CommentatorRuntime, feats: ClipFeatures, states: list[CommentatorS
     return times, said
 
 
-def run(checkpoint: Path, sessions: list[int], ticks: int, warmup: int, int8: bool = False) -> list[dict]:
+def run(checkpoint: Path, sessions: list[int], ticks: int, warmup: int, int8: bool = False,
+        shortlist: bool = True) -> list[dict]:
     """Measures one checkpoint at every session count; returns one row per count."""
     feats = load_features(settings.sample_clip())
     rows = []
     for n in sessions:
-        rt = CommentatorRuntime.load(checkpoint, int8=int8)
+        rt = CommentatorRuntime.load(checkpoint, int8=int8, shortlist=shortlist)
         batched_states = warm_sessions(rt, feats, n, warmup)
         # The baseline steps the same sessions, copied, in a second runtime (its own cache).
         rt_alone = CommentatorRuntime(model=rt.model, meta=rt.meta, cache=copy.deepcopy(rt.cache))
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=150, help="ticks before timing (fills the caches)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a replica uses 1)")
     ap.add_argument("--int8", action="store_true", help="also measure each checkpoint with an int8 backbone")
+    ap.add_argument("--full-head", action="store_true",
+                    help="also measure each variant scoring the whole vocabulary (no spoken_ids shortlist)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "commentator_batch.json")
     args = ap.parse_args()
     if sorted(args.sessions) != args.sessions or args.sessions[0] < 1:
@@ -116,18 +122,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = {}
     for ck in args.checkpoint or [settings.checkpoint_path()]:
-        meta = CommentatorRuntime.load(ck).model.cfg
+        loaded = CommentatorRuntime.load(ck).model
+        meta, has_shortlist = loaded.cfg, loaded.shortlist is not None
         for int8 in (False, True) if args.int8 else (False,):
-            name = f"{ck.name}{' int8' if int8 else ''}"
-            print(f"{name}: {meta.backbone}/{meta.duplex_format}", flush=True)
-            results[name] = {"checkpoint": str(ck), "backbone": meta.backbone, "int8": int8,
-                             "rows": run(ck, args.sessions, args.ticks, args.warmup, int8=int8)}
+            for shortlist in (True, False) if args.full_head and has_shortlist else (has_shortlist,):
+                name = f"{ck.name}{' int8' if int8 else ''}{' full-head' if has_shortlist and not shortlist else ''}"
+                print(f"{name}: {meta.backbone}/{meta.duplex_format}", flush=True)
+                results[name] = {"checkpoint": str(ck), "backbone": meta.backbone, "int8": int8,
+                                 "shortlist": shortlist,
+                                 "rows": run(ck, args.sessions, args.ticks, args.warmup, int8=int8,
+                                             shortlist=shortlist)}
     print()
-    print(f"{'checkpoint':<26} {'sessions':>8} {'batched ms':>10} {'one-by-one ms':>13} {'speedup':>7} "
+    print(f"{'checkpoint':<36} {'sessions':>8} {'batched ms':>10} {'one-by-one ms':>13} {'speedup':>7} "
           f"{'vs 1 session':>12} {'real time':>9}")
     for name, res in results.items():
         for r in res["rows"]:
-            print(f"{name:<26} {r['sessions']:>8} {r['batched_ms_per_tick']:>10.1f} "
+            print(f"{name:<36} {r['sessions']:>8} {r['batched_ms_per_tick']:>10.1f} "
                   f"{r['alone_ms_per_tick']:>13.1f} {r['speedup']:>6.1f}x {r['batched_over_one_session']:>11.1f}x "
                   f"{'yes' if r['real_time'] else 'no':>9}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

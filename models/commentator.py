@@ -341,10 +341,14 @@ class Commentator(nn.Module):
         has_text = text_in != NO_TEXT
         return x + self.embed_text(text_in.clamp(min=0)) * has_text[..., None]
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 ``[..., n_ids]`` output logits of backbone hidden states ``[..., d]``
-        (``-inf`` outside the shortlist of :meth:`restrict_output`, if one is set)."""
-        if self.shortlist is None:
+    def logits(self, hidden: torch.Tensor, *, shortlisted: bool = False) -> torch.Tensor:
+        """float32 ``[..., n_ids]`` output logits of backbone hidden states ``[..., d]``.
+
+        With ``shortlisted`` (streaming decisions) and a shortlist set by
+        :meth:`restrict_output`, only its ids are scored and the others are ``-inf``;
+        training and teacher-forced metrics (LM-PPL) always score the whole vocabulary.
+        """
+        if not shortlisted or self.shortlist is None:
             out = self.lm.get_output_embeddings()(hidden)[..., : self.codec.base_vocab]
         else:
             out = hidden.new_full((*hidden.shape[:-1], self.codec.base_vocab), float("-inf"))
@@ -362,7 +366,8 @@ class Commentator(nn.Module):
         alone (vocabulary selection, as in Jean et al. 2015, "On Using Very Large Target
         Vocabulary for Neural Machine Translation") gives the same greedy choice whenever
         the full head's best id is one of them, at a fraction of the memory traffic. The
-        extra ids (silence) and end of line are always kept.
+        extra ids (silence) and end of line are always kept. It applies to the streaming
+        steps only (see :meth:`logits`).
 
         Args:
             ids: Output ids the model may emit (``0 .. n_ids-1``), e.g. the checkpoint's
@@ -454,7 +459,7 @@ class Commentator(nn.Module):
         cache.end()
         for s in states:
             s.positions += 1
-        return self.logits(h[:, 0])
+        return self.logits(h[:, 0], shortlisted=True)
 
     def _choose(self, state: CommentatorState, logits: torch.Tensor) -> int:
         """Greedy choice of one session (see :meth:`_choose_batch`)."""
@@ -522,8 +527,8 @@ class Commentator(nn.Module):
         equal those of stepping the sessions one at a time.
 
         The arguments are checked before the first forward pass; the states are
-        updated as the rounds go (a caller that stops early leaves them consistent, its
-        sessions having said only what was yielded).
+        updated as the rounds go, so run them to the end (a step left half-done would
+        leave the last ids said out of the sessions' caches).
 
         Args:
             states: The sessions' states (updated in place); they must share one cache

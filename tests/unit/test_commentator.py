@@ -345,13 +345,14 @@ def test_output_shortlist_keeps_the_choices_it_covers() -> None:
     said = sorted({i for ids in full for i in ids})
     assert len(said) >= 3
     hidden = torch.randn(3, TINY.d_model)
-    before = m.logits(hidden)
+    before = m.logits(hidden, shortlisted=True)
     assert m.restrict_output([*said, CODEC.sil_id]) == len(set(said) | {CODEC.eol_id, CODEC.sil_id})
     st = m.new_state()
     assert [m.step(st, a) for a in steps] == full
     keep = [said[0], CODEC.sil_id]
     m.restrict_output(keep)
-    after = m.logits(hidden)
+    assert torch.equal(m.logits(hidden), before)  # training and teacher forcing score every id
+    after = m.logits(hidden, shortlisted=True)
     allowed = torch.zeros(CODEC.n_ids, dtype=torch.bool)
     allowed[[*keep, CODEC.eol_id]] = True
     assert torch.allclose(after[:, allowed], before[:, allowed], atol=1e-6)
