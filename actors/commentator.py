@@ -13,6 +13,7 @@ leaves after the step's first forward pass, not after the whole step
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from actors.stage import Session, Stage, StageOptions
-from models.commentator import CommentatorRuntime, CommentatorState, LinePiece
+from models.commentator import CommentatorRuntime, CommentatorState, LinePiece, TextStepBatch
 from streams import messages as m
 from streams.errors import SchemaError
 
@@ -83,16 +84,47 @@ class CommentatorStage(Stage):
         return None, tokens
 
     def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
-        """Steps the group; what each forward pass says is published right away."""
-        rounds = self.runtime.step_rounds([s.state.model_state for s, _, _ in group], [t for _, _, t in group])
-        for pieces in rounds:
-            by_item: dict[int, list[LinePiece]] = defaultdict(list)
-            for i, piece in pieces:
-                by_item[i].append(piece)
-            self.publish_now([(group[i][0], self._deltas(group[i][0], group[i][1], ps)) for i, ps in by_item.items()])
-        for session, _, _ in group:
+        """Steps the group one forward pass at a time. What each pass says is published
+        right away, and between passes the token messages that arrived meanwhile join
+        the batch (:meth:`~actors.stage.Stage.take_more`), so a stream never waits for
+        the others' speech to finish before its step starts."""
+        batch = self.runtime.new_batch()
+        members = {batch.add(s.state.model_state, tokens): (s, msg) for s, msg, tokens in group}
+        joined: dict[int, float] = {}  # handle of a taken item -> when it was taken
+        try:
+            while not batch.done:
+                said: dict[int, list[LinePiece]] = defaultdict(list)
+                for h, piece in batch.run_round():
+                    said[h].append(piece)
+                self.publish_now([(members[h][0], self._deltas(*members[h], pieces)) for h, pieces in said.items()])
+                if not batch.done:
+                    self._join(batch, members, joined)
+        except Exception as exc:
+            for h in joined:
+                self.deliver_now(*members[h], exc, 0.0)
+            raise
+        for session, _ in members.values():
             session.counters["model_steps"] += 1
+        now = time.perf_counter()
+        for h, taken_at in joined.items():
+            self.deliver_now(*members[h], [], now - taken_at)
         return [[] for _ in group]
+
+    def _join(self, batch: TextStepBatch, members: dict[int, tuple[Session, m.Message]],
+              joined: dict[int, float]) -> None:
+        """Adds the token messages queued now to the running ``batch``: the next step of
+        every stream that has none unfinished in it."""
+        busy = {members[h][0].stream for h in batch.unfinished}
+        for session, message in self.take_more(busy):
+            try:
+                _, tokens = self._prepare(session, message)
+                handle = batch.add(session.state.model_state, tokens)
+            except Exception as exc:  # this item fails alone, as in batch_by_key
+                self.deliver_now(session, message, exc, 0.0)
+                continue
+            members[handle] = (session, message)
+            joined[handle] = time.perf_counter()
+            session.counters["joined_running_batch"] += 1
 
     def _deltas(self, session: Session, message: m.Message, pieces: list[LinePiece]) -> list[m.Message]:
         state: CommentatorSession = session.state

@@ -33,9 +33,9 @@ import concurrent.futures
 import logging
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds after a session closed during which late messages of its stream do not reopen it.
 CLOSED_MEMORY_S = 10.0
-#: Longest wait of :meth:`Stage.publish_now` for the event loop to send its messages.
-PUBLISH_NOW_TIMEOUT_S = 10.0
+#: Longest wait of a worker thread for the event loop (:meth:`Stage.publish_now` and co.).
+IN_LOOP_TIMEOUT_S = 10.0
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -255,24 +257,67 @@ class Stage:
 
         Raises:
             RuntimeError: If the stage is not started or it is called from the event loop.
-            TransportError: If the event loop does not send them within ``PUBLISH_NOW_TIMEOUT_S``
+            TransportError: If the event loop does not send them within ``IN_LOOP_TIMEOUT_S``
                 (it is shutting down).
         """
+        self._call_in_loop(self._publish_outputs(outputs))
+
+    def take_more(self, exclude: set[str]) -> list[tuple[Session, m.Message]]:
+        """Takes, from inside :meth:`process_batch`, the oldest queued message of every
+        stream not in ``exclude`` that has one (end-of-stream messages stay queued), so
+        that a batch still running can take them in (continuous batching).
+
+        Call it from the worker thread only. The caller owns the items taken: it must
+        hand each one's outputs or error to :meth:`deliver_now`.
+
+        Args:
+            exclude: Stream ids to leave alone (those already in the batch).
+
+        Returns:
+            ``(session, message)`` pairs, possibly none.
+
+        Raises:
+            RuntimeError, TransportError: As :meth:`publish_now`.
+        """
+        return self._call_in_loop(self._take(exclude))
+
+    def deliver_now(self, session: Session, message: m.Message, result: list[m.Message] | Exception,
+                    elapsed_s: float) -> None:
+        """Publishes the outputs of an item taken by :meth:`take_more` (or counts and
+        reports its error), as the batch loop does for the items it hands out.
+
+        Raises:
+            RuntimeError, TransportError: As :meth:`publish_now`.
+        """
+        self._call_in_loop(self._deliver(session, message, result, elapsed_s))
+
+    def _call_in_loop(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Runs ``coro`` in the stage's event loop from the worker thread; waits for it."""
         loop = self._loop
-        if loop is None or loop.is_closed():
-            raise RuntimeError(f"{self.name}: publish_now before start()")
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            raise RuntimeError(f"{self.name}: publish_now from the event loop would deadlock")
-        sent = asyncio.run_coroutine_threadsafe(self._publish_outputs(outputs), loop)
+        if loop is None or loop.is_closed() or running is loop:
+            coro.close()
+            why = "before start()" if running is not loop or loop is None else "from the event loop (deadlock)"
+            raise RuntimeError(f"{self.name}: called {why}")
+        done = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            sent.result(timeout=PUBLISH_NOW_TIMEOUT_S)
+            return done.result(timeout=IN_LOOP_TIMEOUT_S)
         except concurrent.futures.TimeoutError:
-            sent.cancel()
-            raise TransportError(f"{self.name}: outputs not sent within {PUBLISH_NOW_TIMEOUT_S:.0f} s") from None
+            done.cancel()
+            raise TransportError(f"{self.name}: no answer from the event loop in {IN_LOOP_TIMEOUT_S:.0f} s") from None
+
+    async def _take(self, exclude: set[str]) -> list[tuple[Session, m.Message]]:
+        now = time.monotonic()
+        taken = []
+        for session in list(self.sessions.values()):
+            if session.stream in exclude or not session.queue or isinstance(session.queue[0], m.EndOfStream):
+                continue
+            taken.append((session, session.queue.popleft()))
+            session.queued_since = now
+        return taken
 
     async def _publish_outputs(self, outputs: list[tuple[Session, list[m.Message]]]) -> None:
         for session, messages in outputs:
@@ -510,7 +555,7 @@ class Stage:
         self, session: Session, message: m.Message, result: list[m.Message] | Exception, elapsed_s: float
     ) -> None:
         """Publishes one item's outputs, or counts and reports its failure."""
-        session.last_seq = message.seq
+        session.last_seq = max(session.last_seq, message.seq)  # items taken into a running batch end first
         if isinstance(result, MMDError):
             session.counters[f"errors.{result.code}"] += 1
             await self.report(session.stream, "error", result.code, str(result), session)

@@ -23,7 +23,7 @@ pass per position for all of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ __all__ = [
     "CommentatorRuntime",
     "CommentatorState",
     "LinePiece",
+    "StepBatch",
+    "TextStepBatch",
     "VideoPooler",
     "build_commentator",
     "load_checkpoint",
@@ -500,88 +502,148 @@ class Commentator(nn.Module):
         return self.step_batch([state], [tokens])[0]
 
     def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[int]]:
-        """One model step (one video frame) of each of several sessions, batched
-        (:meth:`step_rounds`, collected).
+        """One model step (one video frame) of each of several sessions, batched: a
+        :class:`StepBatch` of them run to the end. Results equal those of stepping the
+        sessions one at a time.
+
+        Args:
+            states: The sessions' states (updated in place); distinct sessions of one cache.
+            tokens: float32 ``[N_i, token_dim]`` B-Flow tokens of this step per session.
 
         Returns:
             Per session, the ids said in this step, in order (text and end-of-line ids;
             empty when silent).
 
         Raises:
-            ValueError: As :meth:`step_rounds`.
-        """
-        said: list[list[int]] = [[] for _ in states]
-        for chosen in self.step_rounds(states, tokens):
-            for i, tok in chosen:
-                said[i].append(tok)
-        return said
-
-    def step_rounds(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> Iterator[list[tuple[int, int]]]:
-        """One model step (one video frame) of each of several sessions, batched, one
-        forward pass at a time.
-
-        Interleaved: feeds each session's video position, then emits tokens until the
-        silence token or ``max_step_tokens`` (each emitted token is fed back; only the
-        sessions still speaking take part in those forward passes). Parallel: feeds one
-        position (video + previous token) per session and emits one id each. Results
-        equal those of stepping the sessions one at a time.
-
-        The arguments are checked before the first forward pass; the states are
-        updated as the rounds go, so run them to the end (a step left half-done would
-        leave the last ids said out of the sessions' caches).
-
-        Args:
-            states: The sessions' states (updated in place); they must share one cache
-                (:meth:`new_state` with the same ``cache``) and be distinct.
-            tokens: float32 ``[N_i, token_dim]`` B-Flow tokens of this step per session
-                (``N_i`` may be 0).
-
-        Yields:
-            After each forward pass, the ids it chose (text and end-of-line ids, not
-            silence) as ``(index into states, id)`` pairs, so that a caller can send
-            the first word of a line before the rest of the step is computed.
-
-        Raises:
-            ValueError: If a token array is not finite ``[N, token_dim]``, the lists differ
-                in length, or the states do not share one cache.
+            ValueError: If the lists differ in length, or as :meth:`StepBatch.add`.
         """
         if len(states) != len(tokens):
             raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
-        if any(s.cache is not states[0].cache for s in states) or len({s.slot for s in states}) != len(states):
+        batch = StepBatch(self)
+        handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
+        said: dict[int, list[int]] = {h: [] for h in handles}
+        while not batch.done:
+            for h, tok in batch.run_round():
+                said[h].append(tok)
+        return [said[h] for h in handles]
+
+
+class StepBatch:
+    """Model steps of several sessions, advanced together one forward pass (a *round*)
+    at a time, which further steps may join between rounds.
+
+    A step feeds its session's video position, then, in the interleaved format, each
+    id it says (until the silence token or ``max_step_tokens``); in the parallel format
+    one position (video + previous id) and one id. Every round feeds the next position
+    of every unfinished step in one batched forward pass, so a step that joins while
+    others are still speaking shares their passes instead of waiting for them
+    (iteration-level scheduling, "continuous batching": Yu et al. 2022, Orca). Each
+    session's positions are the same as stepping it alone, and so is what it says.
+    """
+
+    def __init__(self, model: Commentator) -> None:
+        """
+        Args:
+            model: The commentator (in eval mode).
+        """
+        self.model = model
+        self._steps: dict[int, _Step] = {}
+        self._next_handle = 0
+
+    @property
+    def done(self) -> bool:
+        """True when no step is unfinished."""
+        return not self._steps
+
+    @property
+    def unfinished(self) -> list[int]:
+        """Handles of the unfinished steps."""
+        return list(self._steps)
+
+    def add(self, state: CommentatorState, tokens: np.ndarray) -> int:
+        """Adds one model step of a session; it feeds its video position in the next round.
+
+        Args:
+            state: The session's state (updated in place as the rounds go); no other
+                unfinished step of this batch may be the same session, and every
+                session of a batch shares one cache.
+            tokens: float32 ``[N, token_dim]`` B-Flow tokens of the step (``N`` may be 0).
+
+        Returns:
+            The step's handle (what :meth:`run_round` reports its ids by).
+
+        Raises:
+            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array, or the
+                session is already stepping here or has another cache.
+        """
+        arr = self.model.check_tokens(tokens)
+        others = [st.state for st in self._steps.values()]
+        if any(o.cache is not state.cache or o.slot == state.slot for o in others):
             raise ValueError("states stepped together must be distinct sessions of one cache")
-        arrays = [self.check_tokens(t) for t in tokens]
-        return self._rounds(states, arrays) if states else iter(())
+        handle = self._next_handle
+        self._next_handle += 1
+        self._steps[handle] = _Step(state, arr)
+        return handle
 
     @torch.no_grad()
-    def _rounds(self, states: list[CommentatorState], arrays: list[np.ndarray]) -> Iterator[list[tuple[int, int]]]:
-        """The forward passes of :meth:`step_rounds` (arguments checked)."""
-        parallel = self.cfg.duplex_format == "parallel"
-        last = [s.last_token if parallel else NO_TEXT for s in states]
-        logits = self._feed(states, self._video_inputs(arrays, last))
-        n_said = [0] * len(states)
-        active = list(range(len(states)))
-        for s in states:
-            s.steps += 1
-        sil, eol = self.codec.sil_id, self.codec.eol_id
-        while active:
-            speaking: list[int] = []
-            chosen = self._choose_batch([states[i] for i in active], logits)
-            for i, tok in zip(active, chosen, strict=True):
-                state = states[i]
-                state.last_token = tok
-                if tok == sil:
-                    continue
-                n_said[i] += 1
-                state.line = [] if tok == eol else [*state.line, tok]
-                if not parallel:
-                    speaking.append(i)
-            yield [(i, tok) for i, tok in zip(active, chosen, strict=True) if tok != sil]
-            if not speaking:
-                break
-            ids = torch.tensor([[states[i].last_token] for i in speaking], device=self.extra_out.device)
-            logits = self._feed([states[i] for i in speaking], self.embed_text(ids))
-            active = [i for i in speaking if n_said[i] < self.cfg.max_step_tokens]
-            logits = logits[[speaking.index(i) for i in active]] if len(active) < len(speaking) else logits
+    def run_round(self) -> list[tuple[int, int]]:
+        """One forward pass: every unfinished step feeds its next position.
+
+        Returns:
+            The ids chosen from this pass (text and end-of-line ids, not silence) as
+            ``(handle, id)`` pairs, so that a caller can send the first word of a line
+            right away. Steps that end here leave the batch.
+        """
+        m = self.model
+        if not self._steps:
+            return []
+        parallel = m.cfg.duplex_format == "parallel"
+        video = [h for h, st in self._steps.items() if st.video is not None]
+        text = [h for h, st in self._steps.items() if st.video is None]
+        parts = []
+        if video:
+            steps = [self._steps[h] for h in video]
+            last = [st.state.last_token if parallel else NO_TEXT for st in steps]
+            parts.append(m._video_inputs([st.video for st in steps], last))
+            for st in steps:
+                st.video = None
+                st.state.steps += 1
+        if text:
+            ids = torch.tensor([[self._steps[h].state.last_token] for h in text], device=m.extra_out.device)
+            parts.append(m.embed_text(ids))
+        order = video + text
+        logits = m._feed([self._steps[h].state for h in order], torch.cat(parts))
+        # A step that has said max_step_tokens ends once its last id is fed.
+        rows = [k for k, h in enumerate(order) if self._steps[h].n_said < m.cfg.max_step_tokens]
+        for h in order:
+            if self._steps[h].n_said >= m.cfg.max_step_tokens:
+                del self._steps[h]
+        if not rows:
+            return []
+        chosen = m._choose_batch([self._steps[order[k]].state for k in rows], logits[rows])
+        said = []
+        for k, tok in zip(rows, chosen, strict=True):
+            h = order[k]
+            st = self._steps[h]
+            st.state.last_token = tok
+            if tok == m.codec.sil_id:
+                del self._steps[h]
+                continue
+            st.n_said += 1
+            st.state.line = [] if tok == m.codec.eol_id else [*st.state.line, tok]
+            said.append((h, tok))
+            if parallel:
+                del self._steps[h]
+        return said
+
+
+@dataclass
+class _Step:
+    """An unfinished step of a :class:`StepBatch`: its video tokens until they are fed."""
+
+    state: CommentatorState
+    video: np.ndarray | None
+    n_said: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -775,56 +837,75 @@ class CommentatorRuntime:
         return self.step_batch([state], [tokens])[0]
 
     def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[LinePiece]]:
-        """One model step of several sessions in one batch, as text
-        (:meth:`step_rounds`, collected).
+        """One model step of several sessions in one batch, as text (a
+        :meth:`new_batch` run to the end).
+
+        Args:
+            states: Distinct sessions of this runtime (updated in place).
+            tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
 
         Returns:
             Per session, what was said in this step, in order (empty when silent); a step
             can end one line and start the next.
 
         Raises:
-            ValueError: If a token array is malformed.
+            ValueError: If a token array is malformed or the lists differ in length.
         """
-        said: list[list[LinePiece]] = [[] for _ in states]
-        for pieces in self.step_rounds(states, tokens):
-            for i, piece in pieces:
-                said[i].append(piece)
-        return said
+        if len(states) != len(tokens):
+            raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
+        batch = self.new_batch()
+        handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
+        said: dict[int, list[LinePiece]] = {h: [] for h in handles}
+        while not batch.done:
+            for h, piece in batch.run_round():
+                said[h].append(piece)
+        return [said[h] for h in handles]
 
-    def step_rounds(
-        self, states: list[CommentatorState], tokens: list[np.ndarray]
-    ) -> Iterator[list[tuple[int, LinePiece]]]:
-        """One model step of several sessions in one batch, as text, one forward pass at
-        a time (:meth:`Commentator.step_rounds`).
+    def new_batch(self) -> TextStepBatch:
+        """An empty :class:`TextStepBatch` of this runtime's sessions."""
+        return TextStepBatch(StepBatch(self.model))
 
-        Args:
-            states: Distinct sessions of this runtime (updated in place).
-            tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
 
-        Yields:
-            After each forward pass, ``(index into states, piece)`` of what it said.
+class TextStepBatch:
+    """A :class:`StepBatch` whose rounds report text pieces instead of ids."""
+
+    def __init__(self, batch: StepBatch) -> None:
+        self.batch = batch
+        self._lines: dict[int, list[int]] = {}  # the line each step's session is saying
+        self._texts: dict[int, str] = {}  # decoded _lines[h], once its session speaks
+
+    @property
+    def done(self) -> bool:
+        """True when no step is unfinished."""
+        return self.batch.done
+
+    @property
+    def unfinished(self) -> list[int]:
+        """Handles of the unfinished steps."""
+        return self.batch.unfinished
+
+    def add(self, state: CommentatorState, tokens: np.ndarray) -> int:
+        """Adds one model step of a session (:meth:`StepBatch.add`); returns its handle.
 
         Raises:
-            ValueError: If a token array is malformed (before the first forward pass).
+            ValueError: As :meth:`StepBatch.add`.
         """
-        lines = [list(s.line) for s in states]
-        rounds = self.model.step_rounds(states, tokens)
-        return self._pieces(rounds, lines)
+        handle = self.batch.add(state, tokens)
+        self._lines[handle] = list(state.line)
+        return handle
 
-    def _pieces(self, rounds: Iterator[list[tuple[int, int]]],
-                lines: list[list[int]]) -> Iterator[list[tuple[int, LinePiece]]]:
-        """Text pieces of the ids of each round said after each session's unfinished
-        ``lines`` (each line decoded once per token)."""
-        texts: dict[int, str] = {}  # decoded lines[i], once a session speaks
-        for chosen in rounds:
-            pieces = []
-            for i, tok in chosen:
-                if tok == self.codec.eol_id:
-                    pieces.append((i, LinePiece("", True)))
-                    lines[i], texts[i] = [], ""
-                    continue
-                before = texts[i] if i in texts else self.codec.decode(lines[i])
-                lines[i] = [*lines[i], tok]
-                texts[i] = after = self.codec.decode(lines[i])
-                pieces.append((i, LinePiece(after[len(before):] if after.startswith(before) else "", False)))
-            yield pieces
+    def run_round(self) -> list[tuple[int, LinePiece]]:
+        """One forward pass (:meth:`StepBatch.run_round`); returns ``(handle, piece)`` of
+        what it said (each line decoded once per token)."""
+        codec = self.batch.model.codec
+        pieces = []
+        for h, tok in self.batch.run_round():
+            if tok == codec.eol_id:
+                pieces.append((h, LinePiece("", True)))
+                self._lines[h], self._texts[h] = [], ""
+                continue
+            before = self._texts[h] if h in self._texts else codec.decode(self._lines[h])
+            self._lines[h] = [*self._lines[h], tok]
+            self._texts[h] = after = codec.decode(self._lines[h])
+            pieces.append((h, LinePiece(after[len(before):] if after.startswith(before) else "", False)))
+        return pieces

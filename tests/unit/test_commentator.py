@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from models.commentator import (
     CommentatorRuntime,
     CommentatorState,
     LinePiece,
+    StepBatch,
     build_commentator,
     load_checkpoint,
     save_checkpoint,
@@ -331,6 +333,50 @@ def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
     with pytest.raises(ValueError, match="2 states but 1 token arrays"):
         m.step_batch([states[0], states[1]], [streams[0][0]])
     assert m.step_batch([], []) == []
+
+
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+@torch.no_grad()
+def test_steps_joining_a_running_batch_say_what_they_say_alone(fmt: str) -> None:
+    """A StepBatch that other sessions' steps join between its rounds (while the first
+    ones are still speaking) gives every session the text it says stepped alone."""
+    m = _model(duplex_format=fmt, max_line_tokens=5)
+    n = TINY.capacity + 8
+    streams = [_random_steps(n, seed=40 + k) for k in range(4)]
+    m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, streams[0][:20]))
+    alone = []
+    for steps in streams:
+        st = m.new_state()
+        alone.append([m.step(st, a) for a in steps])
+    cache = m.new_cache(slots=4)
+    states = [m.new_state(cache) for _ in streams]
+    got: list[list[list[int]]] = [[] for _ in streams]
+    joined_mid_speech = 0
+    for t in range(n):
+        batch = StepBatch(m)
+        handles = {batch.add(states[k], streams[k][t]): k for k in (0, 1)}
+        said: dict[int, list[int]] = defaultdict(list)
+        rounds = 0
+        while not batch.done:
+            for h, tok in batch.run_round():
+                said[h].append(tok)
+            rounds += 1
+            if rounds == 1:  # session 2 joins after the first round, session 3 after the second
+                joined_mid_speech += not batch.done
+                handles[batch.add(states[2], streams[2][t])] = 2
+            elif rounds == 2:
+                handles[batch.add(states[3], streams[3][t])] = 3
+        for h, k in handles.items():
+            got[k].append(said[h])
+    assert got == alone
+    assert joined_mid_speech > 0 or fmt == "parallel"  # a parallel step is one round
+    batch = StepBatch(m)
+    batch.add(states[0], streams[0][0])
+    with pytest.raises(ValueError, match="distinct sessions of one cache"):
+        batch.add(states[0], streams[0][0])
+    with pytest.raises(ValueError, match="distinct sessions of one cache"):
+        batch.add(m.new_state(), streams[0][0])
+    assert StepBatch(m).run_round() == []
 
 
 @torch.no_grad()
