@@ -40,6 +40,7 @@ class LoadOptions:
     checkpoint: Path | None
     int8: bool
     lag_limit_s: float
+    lockstep: bool = False
 
 
 def parse_replicas(text: str) -> dict[str, int]:
@@ -115,7 +116,8 @@ def run(opts: LoadOptions) -> dict[str, Any]:
 
     def config(n: int) -> LoadConfig:
         return LoadConfig(sessions=n, seconds=opts.seconds, source=source, source_seconds=source_s,
-                          nats_url=nats_url, prefix=opts.prefix, chaos=opts.chaos, lag_limit_s=opts.lag_limit_s)
+                          nats_url=nats_url, prefix=opts.prefix, chaos=opts.chaos, lag_limit_s=opts.lag_limit_s,
+                          lockstep=opts.lockstep)
 
     async def kill(stage: str) -> tuple[str, int]:
         return await kill_busiest(system, nats_url, stage)
@@ -144,7 +146,7 @@ def run(opts: LoadOptions) -> dict[str, Any]:
     finally:
         if system is not None:
             system.stop()
-    result["config"] = {"source": str(source), "fps": opts.fps, "replicas": opts.replicas,
+    result["config"] = {"source": str(source), "fps": opts.fps, "lockstep": opts.lockstep, "replicas": opts.replicas,
                         "checkpoint": str(opts.checkpoint or settings.checkpoint_path()), "int8": opts.int8,
                         "nats": opts.nats or "embedded"}
     paths = write_outputs(result, opts.out)

@@ -84,6 +84,9 @@ class LoadConfig:
         warmup_s: Seconds at the start excluded from the lag and latency statistics.
         lag_limit_s: p95 lag up to which a session counts as held at real time, seconds.
         drain_s: Seconds to wait for the streams to end after the broadcasters stop.
+        lockstep: Every broadcaster plays the source from its start (the same events in
+            every stream within a second: the worst case); otherwise broadcaster ``i`` of
+            ``N`` starts at the keyframe before ``i / N`` of the source.
     """
 
     sessions: int
@@ -96,6 +99,7 @@ class LoadConfig:
     warmup_s: float = 5.0
     lag_limit_s: float = 1.0
     drain_s: float = 20.0
+    lockstep: bool = False
 
 
 @dataclass
@@ -158,17 +162,19 @@ async def run_load(
     loops = math.ceil(cfg.seconds / max(cfg.source_seconds, 0.1)) + 1
     t0 = time.time()
 
-    async def broadcast(st: _Stream, delay_s: float) -> None:
+    async def broadcast(st: _Stream, delay_s: float, start_s: float) -> None:
         await asyncio.sleep(delay_s)
         try:
             await publish(str(cfg.source), stream=st.stream, nats_url=cfg.nats_url, prefix=cfg.prefix,
-                          realtime=True, loop=loops, max_seconds=cfg.seconds)
+                          realtime=True, loop=loops, max_seconds=cfg.seconds, start_s=start_s)
         except MMDError as exc:
             st.error = f"{exc.code}: {exc}"
 
-    # Start staggered over one second so that keyframes and steps do not all coincide.
+    # Start staggered over one second so that keyframes and steps do not all coincide, and
+    # (unless in lockstep) each at its own point of the source, as independent streams are.
     for i, st in enumerate(streams):
-        st.task = asyncio.create_task(broadcast(st, i / max(1, cfg.sessions)))
+        start_s = 0.0 if cfg.lockstep else cfg.source_seconds * i / max(1, cfg.sessions)
+        st.task = asyncio.create_task(broadcast(st, i / max(1, cfg.sessions), start_s))
     progress = Progress()
     chaos: dict[str, Any] = {}
     while not all(st.task.done() for st in streams):

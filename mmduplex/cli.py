@@ -108,7 +108,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     result = run(LoadOptions(
         sessions=args.sessions, seconds=args.seconds, source=args.source, fps=args.fps, nats=args.nats,
         prefix=args.prefix, chaos=chaos, sweep=args.sweep, out=args.out, replicas=replicas,
-        checkpoint=args.checkpoint, int8=args.int8, lag_limit_s=args.lag_limit,
+        checkpoint=args.checkpoint, int8=args.int8, lag_limit_s=args.lag_limit, lockstep=args.lockstep,
     ))
     return 0 if result.get("all_held", result.get("max_sessions_held", 0) > 0) else 1
 
@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video FILE every broadcaster sends, or 'synthetic' (a rendered 320x240 H.264 match; "
                         "default)")
     p.add_argument("--fps", type=int, default=25, help="frame rate of the synthetic source (default: %(default)s)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="every broadcaster plays the source from its start, so all streams show the same events "
+                        "within a second (worst case); by default broadcaster i of N starts i/N into the source, "
+                        "as independent streams would")
     p.add_argument("--nats", default=None, metavar="URL", help="target a running system at URL (default: start "
                                                                "the embedded one)")
     p.add_argument("--prefix", default=settings.subject_prefix(), help="subject prefix (default: %(default)s)")

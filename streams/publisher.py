@@ -81,6 +81,7 @@ async def publish(
     max_seconds: float | None = None,
     open_with_controller: bool = True,
     on_packet: Callable[[float], None] | None = None,
+    start_s: float = 0.0,
 ) -> PublishResult:
     """Publish a video source to ``<prefix>.live.<stream>.video``.
 
@@ -94,6 +95,9 @@ async def publish(
         max_seconds: Stop after this much media time, seconds.
         open_with_controller: Open/close the session with the session controller.
         on_packet: Called with each packet's media time (for progress bars).
+        start_s: Begin the first play of a file at its last keyframe at or before this
+            source time, seconds (later loops start at the beginning); media time still
+            starts at 0. Load tests use it so that streams of one file are not in lockstep.
 
     Returns:
         Counts of what was sent.
@@ -134,6 +138,8 @@ async def publish(
                 container.close()
                 container = await asyncio.to_thread(open_container, source)
                 video = container.streams.video[0]
+            if index == 0 and start_s > 0 and from_file and video.time_base:
+                container.seek(int(start_s / video.time_base), stream=video, backward=True, any_frame=False)
             first_pts_s: float | None = None
             loop_end_s = offset_s
             packets = container.demux(video)
