@@ -52,6 +52,9 @@ class CommentatorStage(Stage):
     #: Streams step at the same 5 Hz with arbitrary phases: waiting up to half a tick
     #: for the others makes one forward pass per tick instead of one per stream.
     batch_wait_s = 0.1
+    #: Token messages join a running batch during its first this many seconds only, so
+    #: that every batch ends (end-of-stream messages and freed slots wait for its end).
+    join_window_s = 0.5
 
     def __init__(self, options: StageOptions, *, checkpoint: Path, int8: bool = False) -> None:
         super().__init__(options)
@@ -85,19 +88,20 @@ class CommentatorStage(Stage):
 
     def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
         """Steps the group one forward pass at a time. What each pass says is published
-        right away, and between passes the token messages that arrived meanwhile join
-        the batch (:meth:`~actors.stage.Stage.take_more`), so a stream never waits for
-        the others' speech to finish before its step starts."""
+        right away, and between passes (during ``join_window_s``) the token messages
+        that arrived meanwhile join the batch (:meth:`~actors.stage.Stage.take_more`),
+        so a stream never waits for the others' speech to finish before its step starts."""
         batch = self.runtime.new_batch()
         members = {batch.add(s.state.model_state, tokens): (s, msg) for s, msg, tokens in group}
         joined: dict[int, float] = {}  # handle of a taken item -> when it was taken
+        join_until = time.perf_counter() + self.join_window_s
         try:
             while not batch.done:
                 said: dict[int, list[LinePiece]] = defaultdict(list)
                 for h, piece in batch.run_round():
                     said[h].append(piece)
                 self.publish_now([(members[h][0], self._deltas(*members[h], pieces)) for h, pieces in said.items()])
-                if not batch.done:
+                if not batch.done and time.perf_counter() < join_until:
                     self._join(batch, members, joined)
         except Exception as exc:
             for h in joined:

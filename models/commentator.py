@@ -517,15 +517,7 @@ class Commentator(nn.Module):
         Raises:
             ValueError: If the lists differ in length, or as :meth:`StepBatch.add`.
         """
-        if len(states) != len(tokens):
-            raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
-        batch = StepBatch(self)
-        handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
-        said: dict[int, list[int]] = {h: [] for h in handles}
-        while not batch.done:
-            for h, tok in batch.run_round():
-                said[h].append(tok)
-        return [said[h] for h in handles]
+        return _run_to_end(StepBatch(self), states, tokens)
 
 
 class StepBatch:
@@ -635,6 +627,23 @@ class StepBatch:
             if parallel:
                 del self._steps[h]
         return said
+
+
+def _run_to_end(batch: Any, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[Any]]:
+    """Adds one step per session to an empty :class:`StepBatch` (or
+    :class:`TextStepBatch`) and runs it to the end; returns what each session said, in order.
+
+    Raises:
+        ValueError: If the lists differ in length, or as :meth:`StepBatch.add`.
+    """
+    if len(states) != len(tokens):
+        raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
+    handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
+    said: dict[int, list[Any]] = {h: [] for h in handles}
+    while not batch.done:
+        for h, item in batch.run_round():
+            said[h].append(item)
+    return [said[h] for h in handles]
 
 
 @dataclass
@@ -851,15 +860,7 @@ class CommentatorRuntime:
         Raises:
             ValueError: If a token array is malformed or the lists differ in length.
         """
-        if len(states) != len(tokens):
-            raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
-        batch = self.new_batch()
-        handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
-        said: dict[int, list[LinePiece]] = {h: [] for h in handles}
-        while not batch.done:
-            for h, piece in batch.run_round():
-                said[h].append(piece)
-        return [said[h] for h in handles]
+        return _run_to_end(self.new_batch(), states, tokens)
 
     def new_batch(self) -> TextStepBatch:
         """An empty :class:`TextStepBatch` of this runtime's sessions."""

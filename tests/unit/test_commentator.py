@@ -299,19 +299,28 @@ def test_kv_cache_is_bounded_over_1000_steps() -> None:
     assert int(state.cache.evictions[state.slot]) + state.length == 1000
 
 
-@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
-@torch.no_grad()
-def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
-    """Sessions stepped together in one cache (joining late, skipping ticks, past the
-    capacity, some talking and some silent) say exactly what each says stepped alone."""
+def _streams_said_alone(
+    fmt: str, n: int, seeds: list[int]
+) -> tuple[Commentator, list[list[np.ndarray]], list[list[list[int]]]]:
+    """A half-silent model, ``n`` steps of tokens per seed, and what each stream says
+    stepped alone in its own cache."""
     m = _model(duplex_format=fmt, max_line_tokens=5)
-    n = 2 * TINY.capacity
-    streams = [_random_steps(n, seed=20 + k) for k in range(5)]
+    streams = [_random_steps(n, seed=seed) for seed in seeds]
     m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, streams[0][:20]))
     alone = []
     for steps in streams:
         st = m.new_state()
         alone.append([m.step(st, a) for a in steps])
+    return m, streams, alone
+
+
+@pytest.mark.parametrize("fmt", ["interleaved", "parallel"])
+@torch.no_grad()
+def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
+    """Sessions stepped together in one cache (joining late, skipping ticks, past the
+    capacity, some talking and some silent) say exactly what each says stepped alone."""
+    n = 2 * TINY.capacity
+    m, streams, alone = _streams_said_alone(fmt, n, [20 + k for k in range(5)])
     assert any(any(s) for s in alone[0]) and not all(alone[0])
     cache = m.new_cache(slots=2)
     states: dict[int, CommentatorState] = {}
@@ -340,14 +349,8 @@ def test_step_batch_equals_sessions_stepped_alone(fmt: str) -> None:
 def test_steps_joining_a_running_batch_say_what_they_say_alone(fmt: str) -> None:
     """A StepBatch that other sessions' steps join between its rounds (while the first
     ones are still speaking) gives every session the text it says stepped alone."""
-    m = _model(duplex_format=fmt, max_line_tokens=5)
     n = TINY.capacity + 8
-    streams = [_random_steps(n, seed=40 + k) for k in range(4)]
-    m.cfg = replace(m.cfg, silence_bias=_half_silent_bias(m, streams[0][:20]))
-    alone = []
-    for steps in streams:
-        st = m.new_state()
-        alone.append([m.step(st, a) for a in steps])
+    m, streams, alone = _streams_said_alone(fmt, n, [40 + k for k in range(4)])
     cache = m.new_cache(slots=4)
     states = [m.new_state(cache) for _ in streams]
     got: list[list[list[int]]] = [[] for _ in streams]
