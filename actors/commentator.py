@@ -53,8 +53,8 @@ class CommentatorStage(Stage):
     #: for the others makes one forward pass per tick instead of one per stream.
     batch_wait_s = 0.1
     #: Token messages join a running batch during its first this many seconds only, so
-    #: that every batch ends (end-of-stream messages and freed slots wait for its end).
-    join_window_s = 0.5
+    #: that every batch ends; it also stops taking them once an end-of-stream message waits.
+    join_window_s = 5.0
 
     def __init__(self, options: StageOptions, *, checkpoint: Path, int8: bool = False) -> None:
         super().__init__(options)
@@ -88,9 +88,10 @@ class CommentatorStage(Stage):
 
     def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
         """Steps the group one forward pass at a time. What each pass says is published
-        right away, and between passes (during ``join_window_s``) the token messages
-        that arrived meanwhile join the batch (:meth:`~actors.stage.Stage.take_more`),
-        so a stream never waits for the others' speech to finish before its step starts."""
+        right away, and between passes (for up to ``join_window_s``, and until an
+        end-of-stream message waits) the token messages that arrived meanwhile join the
+        batch (:meth:`~actors.stage.Stage.take_more`), so a stream never waits for the
+        others' speech to finish before its step starts."""
         batch = self.runtime.new_batch()
         members = {batch.add(s.state.model_state, tokens): (s, msg) for s, msg, tokens in group}
         joined: dict[int, float] = {}  # handle of a taken item -> when it was taken
@@ -101,8 +102,8 @@ class CommentatorStage(Stage):
                 for h, piece in batch.run_round():
                     said[h].append(piece)
                 self.publish_now([(members[h][0], self._deltas(*members[h], pieces)) for h, pieces in said.items()])
-                if not batch.done and time.perf_counter() < join_until:
-                    self._join(batch, members, joined)
+                if not batch.done and time.perf_counter() < join_until and not self._join(batch, members, joined):
+                    join_until = 0.0  # an end of stream waits: let the batch end
         except Exception as exc:
             for h in joined:
                 self.deliver_now(*members[h], exc, 0.0)
@@ -115,11 +116,17 @@ class CommentatorStage(Stage):
         return [[] for _ in group]
 
     def _join(self, batch: TextStepBatch, members: dict[int, tuple[Session, m.Message]],
-              joined: dict[int, float]) -> None:
+              joined: dict[int, float]) -> bool:
         """Adds the token messages queued now to the running ``batch``: the next step of
-        every stream that has none unfinished in it."""
+        every stream that has none unfinished in it. Returns False (taking nothing) when
+        an end-of-stream message waits."""
+        while self._to_release:  # slots of sessions closed meanwhile
+            self._to_release.pop().release()
         busy = {members[h][0].stream for h in batch.unfinished}
-        for session, message in self.take_more(busy):
+        taken = self.take_more(busy)
+        if taken is None:
+            return False
+        for session, message in taken:
             try:
                 _, tokens = self._prepare(session, message)
                 handle = batch.add(session.state.model_state, tokens)
@@ -129,6 +136,7 @@ class CommentatorStage(Stage):
             members[handle] = (session, message)
             joined[handle] = time.perf_counter()
             session.counters["joined_running_batch"] += 1
+        return True
 
     def _deltas(self, session: Session, message: m.Message, pieces: list[LinePiece]) -> list[m.Message]:
         state: CommentatorSession = session.state

@@ -262,10 +262,10 @@ class Stage:
         """
         self._call_in_loop(self._publish_outputs(outputs))
 
-    def take_more(self, exclude: set[str]) -> list[tuple[Session, m.Message]]:
+    def take_more(self, exclude: set[str]) -> list[tuple[Session, m.Message]] | None:
         """Takes, from inside :meth:`process_batch`, the oldest queued message of every
-        stream not in ``exclude`` that has one (end-of-stream messages stay queued), so
-        that a batch still running can take them in (continuous batching).
+        stream not in ``exclude`` that has one, so that a batch still running can take
+        them in (continuous batching).
 
         Call it from the worker thread only. The caller owns the items taken: it must
         hand each one's outputs or error to :meth:`deliver_now`.
@@ -274,7 +274,9 @@ class Stage:
             exclude: Stream ids to leave alone (those already in the batch).
 
         Returns:
-            ``(session, message)`` pairs, possibly none.
+            ``(session, message)`` pairs, possibly none; None (taking nothing) when a
+            stream's next message is an end of stream: the batch should end, so that
+            the batch loop finishes that stream.
 
         Raises:
             RuntimeError, TransportError: As :meth:`publish_now`.
@@ -309,15 +311,14 @@ class Stage:
             done.cancel()
             raise TransportError(f"{self.name}: no answer from the event loop in {IN_LOOP_TIMEOUT_S:.0f} s") from None
 
-    async def _take(self, exclude: set[str]) -> list[tuple[Session, m.Message]]:
+    async def _take(self, exclude: set[str]) -> list[tuple[Session, m.Message]] | None:
+        ready = [s for s in self.sessions.values() if s.queue and s.stream not in exclude]
+        if any(isinstance(s.queue[0], m.EndOfStream) for s in ready):
+            return None
         now = time.monotonic()
-        taken = []
-        for session in list(self.sessions.values()):
-            if session.stream in exclude or not session.queue or isinstance(session.queue[0], m.EndOfStream):
-                continue
-            taken.append((session, session.queue.popleft()))
+        for session in ready:
             session.queued_since = now
-        return taken
+        return [(session, session.queue.popleft()) for session in ready]
 
     async def _publish_outputs(self, outputs: list[tuple[Session, list[m.Message]]]) -> None:
         for session, messages in outputs:
