@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -60,10 +62,13 @@ class EmbeddedSystem:
                              "(set MMD_CHECKPOINT or run `mmduplex train`)")
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         self.nats.start()
+        on_sigterm = signal.getsignal(signal.SIGTERM)
         ray.init(
             num_cpus=self.num_cpus, include_dashboard=False, object_store_memory=self.object_store_bytes,
             log_to_driver=False, _node_ip_address="127.0.0.1", configure_logging=True, logging_level=logging.WARNING,
         )
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # ray.init replaced it with sys.exit(15)
         serve.start(proxy_location="Disabled")
         serve.run(build_app(self.config), name=APP_NAME, route_prefix=None)
         log.info("embedded system up in %.1f s (NATS %s)", time.monotonic() - started, self.nats.url)

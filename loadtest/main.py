@@ -10,6 +10,7 @@ system (chaos events need the embedded one: they kill a replica through Ray).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,32 +98,32 @@ def run(opts: LoadOptions) -> dict[str, Any]:
 
     console = Console()
     source, source_s = prepare_source(opts.source, opts.fps)
-    system = None
-    if opts.nats is None:
-        from actors.embedded import EmbeddedSystem
+    with contextlib.ExitStack() as stack:
+        system = None
+        if opts.nats is None:
+            from actors.embedded import EmbeddedSystem
 
-        overrides: dict[str, Any] = {"max_sessions": opts.sessions, "streams_per_replica": opts.sessions,
-                                     "replicas": opts.replicas, "num_cpus_per_replica": 0.05,
-                                     "idle_timeout_s": 30.0}
-        if opts.checkpoint is not None:
-            overrides["checkpoint"] = opts.checkpoint
-        if opts.int8:
-            overrides["int8_backbone"] = True
-        console.print(f"[bold]starting the embedded system[/] (replicas {opts.replicas or 'one per stage'}) ...")
-        system = EmbeddedSystem(app_overrides=overrides).start()
-    nats_url = opts.nats or system.nats_url  # type: ignore[union-attr]
-    if opts.chaos is not None and system is None:
-        raise SystemExit("mmduplex loadtest: error: --chaos needs the embedded system (no --nats)")
+            overrides: dict[str, Any] = {"max_sessions": opts.sessions, "streams_per_replica": opts.sessions,
+                                         "replicas": opts.replicas, "num_cpus_per_replica": 0.05,
+                                         "idle_timeout_s": 30.0}
+            if opts.checkpoint is not None:
+                overrides["checkpoint"] = opts.checkpoint
+            if opts.int8:
+                overrides["int8_backbone"] = True
+            console.print(f"[bold]starting the embedded system[/] (replicas {opts.replicas or 'one per stage'}) ...")
+            system = stack.enter_context(EmbeddedSystem(app_overrides=overrides))  # stopped on any exit
+        nats_url = opts.nats or system.nats_url  # type: ignore[union-attr]
+        if opts.chaos is not None and system is None:
+            raise SystemExit("mmduplex loadtest: error: --chaos needs the embedded system (no --nats)")
 
-    def config(n: int) -> LoadConfig:
-        return LoadConfig(sessions=n, seconds=opts.seconds, source=source, source_seconds=source_s,
-                          nats_url=nats_url, prefix=opts.prefix, chaos=opts.chaos, lag_limit_s=opts.lag_limit_s,
-                          lockstep=opts.lockstep)
+        def config(n: int) -> LoadConfig:
+            return LoadConfig(sessions=n, seconds=opts.seconds, source=source, source_seconds=source_s,
+                              nats_url=nats_url, prefix=opts.prefix, chaos=opts.chaos, lag_limit_s=opts.lag_limit_s,
+                              lockstep=opts.lockstep)
 
-    async def kill(stage: str) -> tuple[str, int]:
-        return await kill_busiest(system, nats_url, stage)
+        async def kill(stage: str) -> tuple[str, int]:
+            return await kill_busiest(system, nats_url, stage)
 
-    try:
         with Bar(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                  TimeElapsedColumn(), console=console) as bar:
             async def one(cfg: LoadConfig) -> dict[str, Any]:
@@ -143,9 +144,6 @@ def run(opts: LoadOptions) -> dict[str, Any]:
                 result = asyncio.run(sweep(config, opts.sessions, run=one))
             else:
                 result = asyncio.run(one(config(opts.sessions)))
-    finally:
-        if system is not None:
-            system.stop()
     result["config"] = {"source": str(source), "fps": opts.fps, "lockstep": opts.lockstep, "replicas": opts.replicas,
                         "checkpoint": str(opts.checkpoint or settings.checkpoint_path()), "int8": opts.int8,
                         "nats": opts.nats or "embedded"}

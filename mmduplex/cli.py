@@ -5,7 +5,7 @@ video to NATS), ``listen`` (print and save a stream's commentary), ``train`` and
 ``eval`` (the commentator model), ``loadtest`` (many commentators at once), ``fetch-sample`` (the default clip) and
 ``fetch-models`` (the pretrained backbone and the sentence encoder). Heavy imports
 happen inside each subcommand so ``--help`` is instant. Every failure exits non-zero
-with a one-line reason; Ctrl-C shuts down cleanly (exit 130).
+with a one-line reason; Ctrl-C or SIGTERM shuts down cleanly (exit 130).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,6 @@ def _print_line(line: object) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    import signal
-
     from streams.listener import Listener
 
     async def run() -> Listener:
@@ -366,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM (kill, timeout, a container stopping) takes Ctrl-C's path: everything
+    # started is shut down on the way out.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return func(args)
     except MMDError as exc:
@@ -374,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmduplex {args.command}: interrupted, shut down cleanly", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
