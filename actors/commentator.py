@@ -72,9 +72,13 @@ class CommentatorStage(Stage):
 
     def process_batch(self, items: list[tuple[Session, m.Message]]) -> list[list[m.Message] | Exception]:
         """One batched model step for every token message; end-of-stream one by one."""
+        self._release_closed()
+        return self.batch_by_key(items, self._prepare, self._run)
+
+    def _release_closed(self) -> None:
+        """Frees the cache slots of sessions closed since (worker thread only)."""
         while self._to_release:
             self._to_release.pop().release()
-        return self.batch_by_key(items, self._prepare, self._run)
 
     def _prepare(self, session: Session, message: m.Message) -> tuple[None, np.ndarray]:
         assert isinstance(message, m.Tokens)
@@ -120,8 +124,7 @@ class CommentatorStage(Stage):
         """Adds the token messages queued now to the running ``batch``: the next step of
         every stream that has none unfinished in it. Returns False (taking nothing) when
         an end-of-stream message waits."""
-        while self._to_release:  # slots of sessions closed meanwhile
-            self._to_release.pop().release()
+        self._release_closed()
         busy = {members[h][0].stream for h in batch.unfinished}
         taken = self.take_more(busy)
         if taken is None:

@@ -5,7 +5,8 @@ video to NATS), ``listen`` (print and save a stream's commentary), ``train`` and
 ``eval`` (the commentator model), ``loadtest`` (many commentators at once), ``fetch-sample`` (the default clip) and
 ``fetch-models`` (the pretrained backbone and the sentence encoder). Heavy imports
 happen inside each subcommand so ``--help`` is instant. Every failure exits non-zero
-with a one-line reason; Ctrl-C or SIGTERM shuts down cleanly (exit 130).
+with a one-line reason; Ctrl-C or SIGTERM shuts down cleanly (exit 130; 15 if SIGTERM
+comes while Ray itself starts).
 """
 
 from __future__ import annotations

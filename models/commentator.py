@@ -872,8 +872,8 @@ class TextStepBatch:
 
     def __init__(self, batch: StepBatch) -> None:
         self.batch = batch
-        self._lines: dict[int, list[int]] = {}  # the line each step's session is saying
-        self._texts: dict[int, str] = {}  # decoded _lines[h], once its session speaks
+        self._states: dict[int, CommentatorState] = {}  # each step's session
+        self._texts: dict[int, str] = {}  # its decoded line, once it speaks
 
     @property
     def done(self) -> bool:
@@ -892,7 +892,7 @@ class TextStepBatch:
             ValueError: As :meth:`StepBatch.add`.
         """
         handle = self.batch.add(state, tokens)
-        self._lines[handle] = list(state.line)
+        self._states[handle] = state
         return handle
 
     def run_round(self) -> list[tuple[int, LinePiece]]:
@@ -903,10 +903,10 @@ class TextStepBatch:
         for h, tok in self.batch.run_round():
             if tok == codec.eol_id:
                 pieces.append((h, LinePiece("", True)))
-                self._lines[h], self._texts[h] = [], ""
+                self._texts[h] = ""
                 continue
-            before = self._texts[h] if h in self._texts else codec.decode(self._lines[h])
-            self._lines[h] = [*self._lines[h], tok]
-            self._texts[h] = after = codec.decode(self._lines[h])
+            line = self._states[h].line  # the round appended tok to it
+            before = self._texts[h] if h in self._texts else codec.decode(line[:-1])
+            self._texts[h] = after = codec.decode(line)
             pieces.append((h, LinePiece(after[len(before):] if after.startswith(before) else "", False)))
         return pieces
