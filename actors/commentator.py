@@ -1,6 +1,6 @@
 """Commentator stage: B-Flow tokens (``.tokens``) → commentary text deltas (``.text``).
 
-Runs the duplex model (:mod:`models.commentator`): one model step per incoming token
+Runs the duplex model (:mod:`models.lm.commentator`): one model step per incoming token
 message (one per model tick, 5 Hz), whether or not it is speaking; the model decides
 itself when to speak, stay silent (the silence token) or end its line. Each stream
 has its own slot of one bounded KV cache, and the sessions whose token messages are
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from actors.stage import Session, Stage, StageOptions
-from models.commentator import CommentatorRuntime, CommentatorState, LinePiece, TextStepBatch
+from models.lm.commentator import CommentatorRuntime, CommentatorState, LinePiece, TextStepBatch
 from streams import messages as m
 from streams.errors import SchemaError
 

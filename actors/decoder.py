@@ -1,6 +1,6 @@
 """Decoder stage: compressed packets (``.video``) → model-grid frames (``.frames``).
 
-Uses :class:`models.video.VideoDecoder` (PyAV/FFmpeg: any codec FFmpeg decodes). It
+Uses :class:`models.vision.video.VideoDecoder` (PyAV/FFmpeg: any codec FFmpeg decodes). It
 waits for the stream header, then for a keyframe; corrupt packets are counted and
 skipped; frames are resampled to the model's rate and size. Each stream's header is
 kept in the ``mmd-headers`` key–value bucket, so a replica that takes the stream over
@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from actors.stage import Session, Stage
-from models.video import CodecParams, ModelGrid, VideoDecoder
+from models.vision.video import CodecParams, ModelGrid, VideoDecoder
 from streams import messages as m
 from streams.errors import OversizedFrameError, SessionError, UnknownCodecError
 

@@ -29,7 +29,7 @@ DRAIN_TIMEOUT_S = 60.0
 
 
 def _synthetic_source(out_dir: Path) -> Path:
-    from models.procedural import ClipSpec, write_clip
+    from models.data.procedural import ClipSpec, write_clip
 
     return write_clip(ClipSpec(kind="match", seed=2026, duration_s=20.0), out_dir / "synthetic_match.mp4")
 

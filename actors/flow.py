@@ -1,6 +1,6 @@
 """Flow stage: model-grid frames (``.frames``) → frame + dense optical flow (``.motion``).
 
-The optical flow is :func:`models.flow.optical_flow`, written once against the array
+The optical flow is :func:`models.vision.flow.optical_flow`, written once against the array
 module (CuPy on a GPU, NumPy here). The first frame of a stream gets zero flow. The
 frames of all streams in a batch that have the same size are solved in one batched
 call (:meth:`FlowStage.process_batch`).
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from actors.stage import Session, Stage
-from models.flow import optical_flow, to_luma, to_numpy
+from models.vision.flow import optical_flow, to_luma, to_numpy
 from streams import messages as m
 from streams.errors import SchemaError
 

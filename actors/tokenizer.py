@@ -1,10 +1,10 @@
 """Tokenizer stage: frame + flow (``.motion``) → B-Flow tokens of one model step (``.tokens``).
 
-B-Flow v0 (:mod:`models.bflow`): a full key view when the scene changes a lot, flow
+B-Flow v0 (:mod:`models.vision.bflow`): a full key view when the scene changes a lot, flow
 tokens in proportion to motion, nothing on a static scene. Tokens per step are counted
 in the stream's counters (``tokens``, ``key_views``) and so reported on ``status``. The
 steps of all streams in a batch with the same frame size are tokenized in one call
-(:meth:`models.bflow.BFlowTokenizer.step_batch`).
+(:meth:`models.vision.bflow.BFlowTokenizer.step_batch`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from actors.stage import Session, Stage
-from models.bflow import BFlowState, BFlowTokenizer
+from models.vision.bflow import BFlowState, BFlowTokenizer
 from streams import messages as m
 from streams.errors import SchemaError
 

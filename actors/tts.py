@@ -1,6 +1,6 @@
 """TTS stage: commentary text deltas (``.text``) → speech PCM chunks (``.audio``).
 
-A line is spoken when the commentator ends it: espeak-ng (:mod:`models.speech`)
+A line is spoken when the commentator ends it: espeak-ng (:mod:`models.speech.espeak`)
 synthesises it and the PCM goes out in chunks of :attr:`TtsStage.chunk_s` seconds,
 each stamped with the video time it starts at (the line's first word + the offset in
 the line).
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.stage import Session, Stage, StageOptions
-from models.speech import SpeechConfig, SpeechEngine
+from models.speech.espeak import SpeechConfig, SpeechEngine
 from streams import messages as m
 
 

@@ -10,10 +10,10 @@ text. A tick is one model step of every session, i.e. 200 ms of video at 5 Hz, s
 a tick time under 200 ms means the N sessions are held at real time.
 
 With ``--int8`` every checkpoint is measured a second time with its backbone quantized
-to int8 (:func:`models.backbone.quantize_int8`), the fp32 run being the baseline. With
+to int8 (:func:`models.lm.backbone.quantize_int8`), the fp32 run being the baseline. With
 ``--full-head`` each of those is measured once more scoring the backbone's whole
 vocabulary instead of the checkpoint's ``spoken_ids`` shortlist
-(:meth:`models.commentator.Commentator.restrict_output`), the baseline of the shortlist.
+(:meth:`models.lm.commentator.Commentator.restrict_output`), the baseline of the shortlist.
 
 Prints a table and writes ``bench/results/commentator_batch.json`` (or ``--out``).
 
@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from models.commentator import CommentatorRuntime, CommentatorState  # noqa: E402
-from models.dataset import ClipFeatures, load_features  # noqa: E402
-from models.video import MODEL_FPS_HZ  # noqa: E402
+from models.data.dataset import ClipFeatures, load_features  # noqa: E402
+from models.lm.commentator import CommentatorRuntime, CommentatorState  # noqa: E402
+from models.vision.video import MODEL_FPS_HZ  # noqa: E402
 from streams import settings  # noqa: E402
 
 TICK_S = 1.0 / MODEL_FPS_HZ

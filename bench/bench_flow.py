@@ -1,6 +1,6 @@
 """Optical-flow benchmark: pairs/s and end-point error at the 160x120 model grid.
 
-Times :func:`models.flow.optical_flow` on single pairs and on batches of 8 (one core
+Times :func:`models.vision.flow.optical_flow` on single pairs and on batches of 8 (one core
 by default), measures the mean end-point error on synthetic textures translated by
 known sub-pixel and large motions, and, when OpenCV is importable, does the same for
 OpenCV's DIS flow (``cv2.DISOpticalFlow``) at its presets for comparison. Prints a
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.flow import FlowConfig, array_module, end_point_error, optical_flow, to_numpy, translated_texture  # noqa: E402
+from models.vision.flow import FlowConfig, array_module, end_point_error, optical_flow, to_numpy, translated_texture  # noqa: E402
 
 H, W = 120, 160
 BATCH = 8
@@ -37,7 +37,7 @@ SEEDS = range(4)
 
 
 def texture(dx: float, dy: float, seed: int) -> np.ndarray:
-    """A texture translated by a known (dx, dy): see :func:`models.flow.translated_texture`."""
+    """A texture translated by a known (dx, dy): see :func:`models.vision.flow.translated_texture`."""
     return translated_texture(dx, dy, seed, H, W)
 
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from models.commentator import CommentatorRuntime  # noqa: E402
-from models.dataset import load_features  # noqa: E402
-from models.video import MODEL_FPS_HZ  # noqa: E402
+from models.data.dataset import load_features  # noqa: E402
+from models.lm.commentator import CommentatorRuntime  # noqa: E402
+from models.vision.video import MODEL_FPS_HZ  # noqa: E402
 from streams import settings  # noqa: E402
 
 

@@ -71,7 +71,7 @@ def prepare_source(source: str, fps: int) -> tuple[Path, float]:
     import av
 
     if source == "synthetic":
-        from models.procedural import ClipSpec, write_clip
+        from models.data.procedural import ClipSpec, write_clip
 
         path = settings.cache_dir() / "loadtest" / f"synthetic-match-{fps}fps.mp4"
         if not path.is_file():

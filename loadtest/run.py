@@ -42,7 +42,7 @@ import numpy as np
 
 from actors.placement import STAGES
 from loadtest.procstats import ProcessSampler
-from models.video import MODEL_FPS_HZ
+from models.vision.video import MODEL_FPS_HZ
 from streams.errors import MMDError
 from streams.listener import Listener
 from streams.publisher import publish

@@ -114,12 +114,12 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.train import train
+    from models.training.train import train
 
     extra = list(args.extra_data)
     if args.real_clips:
         from mmduplex.samples import fetch_sample
-        from models.autolabel import make_real_dataset
+        from models.data.autolabel import make_real_dataset
 
         real_dir = settings.cache_dir() / "real"
         if len(list(real_dir.glob("real_*.json"))) < args.real_clips:
@@ -164,8 +164,8 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from models.evaluate import evaluate
-    from models.procedural import make_dataset
+    from models.data.procedural import make_dataset
+    from models.training.evaluate import evaluate
 
     clips = sorted(args.data.rglob("*.mp4")) if args.data else []
     if args.data and not clips:
@@ -175,7 +175,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SystemExit(f"mmduplex eval: error: {len(unlabelled)} clip(s) have no .json transcript (e.g. "
                          f"{unlabelled[0]}); add one or pass --autolabel")
     if unlabelled:
-        from models.autolabel import write_labels
+        from models.data.autolabel import write_labels
 
         for clip in unlabelled:
             print(f"labelling {clip} automatically -> {write_labels(clip)}")
@@ -193,8 +193,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:
-    from models.backbone import fetch_smollm2
-    from models.similarity import fetch_sentence_encoder
+    from models.lm.backbone import fetch_smollm2
+    from models.training.similarity import fetch_sentence_encoder
 
     print(fetch_smollm2(force=args.force))
     print(fetch_sentence_encoder(force=args.force))
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="quantize the backbone's blocks to int8 (CPU inference)")
     p.add_argument("--autolabel", action="store_true",
                    help="label clips without a transcript automatically first (real footage: pans, cuts, objects "
-                        "entering, leaving and moving; models.autolabel)")
+                        "entering, leaving and moving; models.data.autolabel)")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="output directory (default: %(default)s)")
     p.set_defaults(func=cmd_eval)
 

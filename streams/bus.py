@@ -26,8 +26,6 @@ from streams.errors import TransportError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-
 
 def _probe(url: str, timeout_s: float) -> None:
     parsed = urlparse(url)

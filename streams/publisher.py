@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import nats.errors
 
-from models.video import codec_params, open_container, packet_time_s
+from models.vision.video import codec_params, open_container, packet_time_s
 from streams import messages as m
 from streams.bus import connect
 from streams.errors import MediaError, SessionError, TransportError, error_from_code

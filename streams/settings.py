@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streams.bus import DEFAULT_NATS_URL
 from streams.subjects import DEFAULT_PREFIX
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,7 +20,7 @@ import torch
 from actors.commentator import CommentatorStage
 from actors.controller import ControllerOptions, SessionController
 from actors.stage import StageOptions
-from models.commentator import CommentatorRuntime
+from models.lm.commentator import CommentatorRuntime
 from streams import messages as m
 from streams.bus import LocalNatsServer, connect
 from streams.publisher import open_session

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from actors.embedded import EmbeddedSystem
-from models.procedural import ClipSpec, write_clip
+from models.data.procedural import ClipSpec, write_clip
 from streams import messages as m
 from streams import settings
 from streams.bus import LocalNatsServer, connect

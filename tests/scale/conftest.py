@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors.embedded import EmbeddedSystem
-from models.procedural import ClipSpec, write_clip
+from models.data.procedural import ClipSpec, write_clip
 
 #: Streams one stage replica holds here: with one flow, tokenizer and tts replica, the
 #: system holds this many sessions.

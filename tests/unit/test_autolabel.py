@@ -1,4 +1,4 @@
-"""Unit tests of models/autolabel.py on small procedural scene clips (ground truth known)."""
+"""Unit tests of models/data/autolabel.py on small procedural scene clips (ground truth known)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from models.autolabel import (
+from models.data.autolabel import (
     LABEL_KINDS,
     AutolabelConfig,
     augment_clip,
@@ -22,7 +22,7 @@ from models.autolabel import (
     measure_video,
     write_labels,
 )
-from models.procedural import (
+from models.data.procedural import (
     LINE_GAP_S,
     MOVE_PLACES,
     REACTION_DELAY_S,

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from models.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
-from models.commentator import CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
-from models.kvcache import BoundedKVCache
-from models.text import HFCodec
+from models.lm.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
+from models.lm.commentator import CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
+from models.lm.kvcache import BoundedKVCache
+from models.lm.text import HFCodec
 
 WORDS = ["red", "blue", "passes", "shoots", "goal", "the", "camera", "pans", "left", "right", "a", "for"]
 SPECIALS = ["<unk>", "<pad>", "</s>"]
@@ -430,7 +430,7 @@ def test_hf_commentator_streams_and_checkpoints(hf_folder: Path, tmp_path: Path,
 def test_smollm2_two_streaming_steps() -> None:
     if not (smollm2_dir() / "model.safetensors").is_file():
         pytest.skip(f"SmolLM2-135M not converted at {smollm2_dir()} (run `mmduplex fetch-models`)")
-    from models.train import backbone_config
+    from models.training.train import backbone_config
 
     torch.manual_seed(0)
     model = build_commentator(backbone_config("smollm2-135m")).eval()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.bflow import TOKEN_DIM, BFlowState, BFlowStep, BFlowTokenizer, dense_tokens
-from models.flow import optical_flow, to_luma
+from models.vision.bflow import TOKEN_DIM, BFlowState, BFlowStep, BFlowTokenizer, dense_tokens
+from models.vision.flow import optical_flow, to_luma
 
 H, W = 120, 160
 Y, X = np.mgrid[0:H, 0:W].astype(np.float32)

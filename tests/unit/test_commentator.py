@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.commentator import (
+from models.lm.commentator import (
     CheckpointError,
     Commentator,
     CommentatorConfig,
@@ -22,9 +22,9 @@ from models.commentator import (
     load_checkpoint,
     save_checkpoint,
 )
-from models.duplex import NO_TEXT, PositionSequence, build_sequence
-from models.text import WordCodec, spoken_ids
-from models.vocab import Vocab
+from models.lm.duplex import NO_TEXT, PositionSequence, build_sequence
+from models.lm.text import WordCodec, spoken_ids
+from models.lm.vocab import Vocab
 
 TEXTS = ["Red passes it on", "blue shoots", "goal for red", "the camera pans left", "what a save"]
 CODEC = WordCodec.build(TEXTS)

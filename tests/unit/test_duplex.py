@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.duplex import FORMATS, IGNORE, NO_TEXT, PositionSequence, build_sequence, layout_lines
+from models.lm.duplex import FORMATS, IGNORE, NO_TEXT, PositionSequence, build_sequence, layout_lines
 
 SIL, EOL = 1, 2
 FPS_HZ = 5.0

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.flow import (
+from models.vision.flow import (
     FlowConfig,
     array_module,
     end_point_error,
@@ -22,7 +22,7 @@ CROP = 16  # border pixels left out of the EPE (content enters/leaves the frame 
 
 
 def texture(dx: float = 0.0, dy: float = 0.0, seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
-    """A texture translated by a known (dx, dy): see :func:`models.flow.translated_texture`."""
+    """A texture translated by a known (dx, dy): see :func:`models.vision.flow.translated_texture`."""
     return translated_texture(dx, dy, seed, h, w)
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from models.metrics import StreamMetrics, combine, event_scores, stream_metrics
-from models.procedural import EVENT_KEYWORDS
+from models.data.procedural import EVENT_KEYWORDS
+from models.training.metrics import StreamMetrics, combine, event_scores, stream_metrics
 
 SIL, EOL = 0, 9
 LOGP = math.log(0.5)  # every target gets p = 0.5: perplexity 2

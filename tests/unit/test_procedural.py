@@ -1,4 +1,4 @@
-"""Unit tests of models/procedural.py: determinism, events, commentary, encoding."""
+"""Unit tests of models/data/procedural.py: determinism, events, commentary, encoding."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from models.procedural import (
+from models.data.procedural import (
     EVENT_KEYWORDS,
     EVENT_KINDS,
     LINE_GAP_S,
@@ -234,7 +234,7 @@ def test_read_transcript_errors(tmp_path: Path) -> None:
     good = tmp_path / "real.json"  # a real corpus transcript needs no spec
     good.write_text(json.dumps({"events": [], "lines": [{"start_s": 0.5, "end_s": 1.0, "text": "hello"}]}))
     assert read_transcript(good) == ([], [Line(0.5, 1.0, "hello")])
-    # "move" is labelled on real footage only (models.autolabel), never rendered.
+    # "move" is labelled on real footage only (models.data.autolabel), never rendered.
     moved = tmp_path / "moved.json"
     line = {"start_s": 0.5, "end_s": 2.1, "text": "something moves on the left"}
     moved.write_text(json.dumps({"events": [{"t_s": 0.2, "kind": "move"}], "lines": [line]}))

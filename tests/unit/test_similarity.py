@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.similarity import (
+from models.training.similarity import (
     EMBED_DIM,
     SentenceEncoder,
     fetch_sentence_encoder,
@@ -64,5 +64,5 @@ def test_semantic_similarity(encoder: SentenceEncoder) -> None:
 
 
 def test_load_from_an_empty_folder_fails_clearly(tmp_path) -> None:
-    with pytest.raises(ModelError, match="fetch_sentence_encoder"):
+    with pytest.raises(ModelError, match="mmduplex fetch-models"):
         SentenceEncoder.load(tmp_path)

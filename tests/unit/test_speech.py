@@ -1,4 +1,4 @@
-"""Unit tests for models.speech: real espeak-ng synthesis, CPU only."""
+"""Unit tests for models.speech.espeak: real espeak-ng synthesis, CPU only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("espeakng_loader")
 
-from models.speech import SpeechConfig, SpeechEngine, SpeechError
+from models.speech.espeak import SpeechConfig, SpeechEngine, SpeechError
 
 pytestmark = pytest.mark.timeout(60)
 

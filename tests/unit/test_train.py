@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.commentator import CommentatorConfig, CommentatorRuntime, build_commentator
-from models.dataset import (
+from models.data.dataset import (
     ClipExample,
     ClipFeatures,
     clip_lines,
@@ -20,10 +19,11 @@ from models.dataset import (
     load_examples,
     load_features,
 )
-from models.duplex import IGNORE, NO_TEXT, build_sequence
-from models.evaluate import mentions, run_clip, teacher_forced
-from models.text import WordCodec, spoken_ids
-from models.train import backbone_config, generate_clips, make_batch, train
+from models.lm.commentator import CommentatorConfig, CommentatorRuntime, build_commentator
+from models.lm.duplex import IGNORE, NO_TEXT, build_sequence
+from models.lm.text import WordCodec, spoken_ids
+from models.training.evaluate import mentions, run_clip, teacher_forced
+from models.training.train import backbone_config, generate_clips, make_batch, train
 
 TINY = CommentatorConfig(
     d_model=32, n_layers=1, n_heads=2, pool_heads=2, dropout=0.0, sink_positions=2, window_positions=30
@@ -112,7 +112,7 @@ def test_mentions() -> None:
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from models.procedural import make_dataset
+    from models.data.procedural import make_dataset
 
     d = tmp_path_factory.mktemp("clips")
     make_dataset(d, 3, seed=1, duration_s=6.0)

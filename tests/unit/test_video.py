@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.video import MODEL_HEIGHT, MODEL_WIDTH, CodecParams, VideoDecoder, iter_model_frames
+from models.vision.video import MODEL_HEIGHT, MODEL_WIDTH, CodecParams, VideoDecoder, iter_model_frames
 from streams.errors import CorruptPacketError, MediaError, OversizedFrameError, UnknownCodecError
 from tests.conftest import make_clip
 

@@ -2,7 +2,7 @@
 
 Two codecs, one interface (:class:`TextCodec`):
 
-* :class:`WordCodec`: the project's word-level :class:`~models.vocab.Vocab` (used by
+* :class:`WordCodec`: the project's word-level :class:`~models.lm.vocab.Vocab` (used by
   the small from-scratch backbone; its specials ``<sil>``/``<eol>`` are ordinary rows
   of that model's own embedding table);
 * :class:`HFCodec`: a Hugging Face tokenizer of a pretrained backbone. The silence
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from models.vocab import Vocab, words
+from models.lm.vocab import Vocab, words
 
 __all__ = ["HFCodec", "TextCodec", "WordCodec", "spoken_ids"]
 
@@ -58,7 +58,7 @@ class TextCodec(Protocol):
 
 
 class WordCodec:
-    """Word-level codec over a :class:`~models.vocab.Vocab` (lower-cased words)."""
+    """Word-level codec over a :class:`~models.lm.vocab.Vocab` (lower-cased words)."""
 
     kind = "word"
 
@@ -107,7 +107,7 @@ class WordCodec:
 class HFCodec:
     """Codec over a Hugging Face tokenizer, plus one extra silence id.
 
-    Lines are lower-cased words joined by spaces (as :func:`models.vocab.words`
+    Lines are lower-cased words joined by spaces (as :func:`models.lm.vocab.words`
     normalises them) and tokenised with a leading space, so that a line's tokens are
     the same wherever it appears.
     """
@@ -155,7 +155,7 @@ class HFCodec:
 def spoken_ids(codec: TextCodec, texts: Sequence[str]) -> list[int]:
     """Every output id a model trained on ``texts`` learned to emit: the ids of the
     lines plus silence and end of line (the shortlist of
-    :meth:`models.commentator.Commentator.restrict_output`).
+    :meth:`models.lm.commentator.Commentator.restrict_output`).
 
     Args:
         codec: The model's text codec.

@@ -10,7 +10,7 @@ Two clip kinds are rendered with NumPy only:
   ``enter``, ``leave``; static stretches in between.
 
 One more event kind, ``move`` (something moves inside the frame), is never rendered
-here: it is measured on real footage by :mod:`models.autolabel`, and is registered
+here: it is measured on real footage by :mod:`models.data.autolabel`, and is registered
 below so that its transcripts read and its lines score like the others.
 
 Every event gets one commentary line that starts 0.2-0.6 s after the event (at least

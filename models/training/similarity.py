@@ -150,7 +150,7 @@ class SentenceEncoder:
         """
         folder = Path(path) if path is not None else sentence_encoder_dir()
         if not (folder / "config.json").is_file():
-            raise ModelError(f"no sentence encoder at {folder}: run models.similarity.fetch_sentence_encoder()")
+            raise ModelError(f"no sentence encoder at {folder}: run `mmduplex fetch-models`")
         os.environ["HF_HUB_OFFLINE"] = "1"
         from transformers import AutoModel, AutoTokenizer
 

@@ -33,7 +33,7 @@ The scene-change score is the fraction of pixels whose luma changed by more than
 step carries only key tokens: the flow across a cut relates unrelated pictures.
 
 The heavy array work (cell statistics, residuals) runs on the array module of
-:mod:`models.flow` (CuPy with a GPU, else NumPy) and is batched over streams in
+:mod:`models.vision.flow` (CuPy with a GPU, else NumPy) and is batched over streams in
 :meth:`BFlowTokenizer.step_batch`; outputs are NumPy.
 """
 
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from models.flow import _Warper, array_module, to_luma, to_numpy
+from models.vision.flow import _Warper, array_module, to_luma, to_numpy
 
 TOKEN_DIM = 64
 _THUMB = 4  # key-token thumbnail side (4x4 RGB = 48 values)

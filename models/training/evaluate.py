@@ -3,19 +3,19 @@
 Two passes per clip, both through the same model code the live actor runs:
 
 * **streaming** (:func:`run_clip`): one :meth:`CommentatorRuntime.step` per model
-  step, fed the same B-Flow tokens (:mod:`models.dataset`), greedy decoding, the
+  step, fed the same B-Flow tokens (:mod:`models.data.dataset`), greedy decoding, the
   bounded KV cache; produced lines are stamped with the media time of their first
   token. From these: ``event_recall`` / ``event_precision`` (a line within
-  ``±tolerance_s`` that mentions the event, :func:`models.metrics.event_scores`),
+  ``±tolerance_s`` that mentions the event, :func:`models.training.metrics.event_scores`),
   ``per_kind`` recall, ``semantic_similarity`` to the reference lines
-  (all-MiniLM-L6-v2, :mod:`models.similarity`), ``steps_per_s`` and
+  (all-MiniLM-L6-v2, :mod:`models.training.similarity`), ``steps_per_s`` and
   ``positions_per_s``;
 * **teacher-forced** (:func:`teacher_forced`): the reference transcript in the duplex
   format, for VideoLLM-online's ``lm_ppl``, ``time_diff_s`` and ``fluency`` (with the
-  early/late variants; :mod:`models.metrics`).
+  early/late variants; :mod:`models.training.metrics`).
 
 Token budget: ``bflow_tokens_per_s`` against ``dense_tokens_per_s``, the dense
-baseline of an 8x8 key view every step (:func:`models.bflow.dense_tokens`), on the
+baseline of an 8x8 key view every step (:func:`models.vision.bflow.dense_tokens`), on the
 same clips.
 
 ``continuous=True`` streams all clips through one session without a reset (an
@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.commentator import CommentatorRuntime, CommentatorState
-from models.dataset import ClipFeatures, clip_sequence, gather_video, load_all_features
-from models.duplex import IGNORE, PositionSequence
-from models.metrics import combine, event_scores, stream_metrics
-from models.video import MODEL_FPS_HZ
-from models.vocab import words
+from models.data.dataset import ClipFeatures, clip_sequence, gather_video, load_all_features
+from models.lm.commentator import CommentatorRuntime, CommentatorState
+from models.lm.duplex import IGNORE, PositionSequence
+from models.lm.vocab import words
+from models.training.metrics import combine, event_scores, stream_metrics
+from models.vision.video import MODEL_FPS_HZ
 
 __all__ = ["ProducedLine", "evaluate", "mentions", "run_clip", "teacher_forced"]
 
@@ -57,7 +57,7 @@ class ProducedLine:
     text: str
 
 
-#: Tokens per step of the dense baseline (:func:`models.bflow.dense_tokens`, 8x8 grid).
+#: Tokens per step of the dense baseline (:func:`models.vision.bflow.dense_tokens`, 8x8 grid).
 DENSE_TOKENS_PER_STEP = 64
 
 
@@ -104,7 +104,7 @@ def teacher_forced(
     Args:
         rt: The loaded commentator.
         feats: The clip's per-step tokens.
-        seq: The clip's positions (:func:`models.dataset.clip_sequence`).
+        seq: The clip's positions (:func:`models.data.dataset.clip_sequence`).
 
     Returns:
         ``(pred int64 [P], logprob_target float32 [P])``: argmax and log-probability of
@@ -138,13 +138,13 @@ def mentions(text: str, kind: str, *, strict: bool = False) -> bool:
         text: The line.
         kind: Event kind.
         strict: Also require the direction word of pans (``left``/``right``), as
-            :func:`models.procedural.matches_event` does.
+            :func:`models.data.procedural.matches_event` does.
 
     Returns:
         True if the line contains one of ``EVENT_KEYWORDS[kind]`` (and, if strict,
         the pan direction).
     """
-    from models.procedural import EVENT_KEYWORDS, PAN_DIRECTION_WORDS
+    from models.data.procedural import EVENT_KEYWORDS, PAN_DIRECTION_WORDS
 
     ws = set(words(text))
     if not ws & EVENT_KEYWORDS.get(kind, frozenset()):
@@ -196,7 +196,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from models.procedural import read_transcript
+    from models.data.procedural import read_transcript
 
     if not clips:
         raise ValueError("no clips to evaluate")
@@ -207,7 +207,7 @@ def evaluate(
     delay = int(rt.meta.get("train", {}).get("delay_steps", 0))
     encoder = None
     if similarity:
-        from models.similarity import SentenceEncoder, semantic_similarity
+        from models.training.similarity import SentenceEncoder, semantic_similarity
 
         encoder = SentenceEncoder.load()
     feats_all = load_all_features([Path(c) for c in clips], workers=workers, progress=progress, desc="eval features",

@@ -3,16 +3,16 @@
 Video comes in as B-Flow tokens (``float32 [N_t, 64]`` per 5 Hz model step, ``N_t``
 varies and may be 0); :class:`VideoPooler` fuses one step's tokens into one input
 vector (attention pooling with learned queries, the projector into the backbone's
-embedding space). A causal LM backbone (:mod:`models.backbone`: a small Llama trained
+embedding space). A causal LM backbone (:mod:`models.lm.backbone`: a small Llama trained
 from scratch, SmolLM2-135M-Instruct with LoRA adapters, or any local Hugging Face
 causal LM with RoPE) reads video and text positions laid out by a duplex format
-(:mod:`models.duplex`: LiveCC-style time interleaving by default, Moshi-style
+(:mod:`models.lm.duplex`: LiveCC-style time interleaving by default, Moshi-style
 parallel streams as the alternative) and at each position emits the next text token
 or the learned silence token: the model decides itself when to speak (the
 streaming-EOS idea of VideoLLM-online, Chen et al. 2024).
 
 Endless streams with constant memory: each session keeps a slot of a
-:class:`~models.kvcache.BoundedKVCache` of ``sink_positions`` attention sinks plus a
+:class:`~models.lm.kvcache.BoundedKVCache` of ``sink_positions`` attention sinks plus a
 window of ``window_positions`` recent positions with contiguous positions
 (StreamingLLM, StreamingVLM). Training sequences are at most that long, so a full
 cache looks to the model exactly like a training sequence. Sessions whose states share
@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import SMOLLM2, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
-from models.duplex import FORMATS, NO_TEXT
-from models.kvcache import BoundedKVCache
-from models.text import HFCodec, TextCodec, WordCodec
+from models.lm.backbone import SMOLLM2, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
+from models.lm.duplex import FORMATS, NO_TEXT
+from models.lm.kvcache import BoundedKVCache
+from models.lm.text import HFCodec, TextCodec, WordCodec
 from streams.errors import ModelError
 
 __all__ = [
@@ -61,14 +61,14 @@ CHECKPOINT_VERSION = 2
 class CommentatorConfig:
     """Hyperparameters of the commentator (saved in the checkpoint)."""
 
-    backbone: str = "tiny"  # tiny | smollm2-135m | hf (see models.backbone)
+    backbone: str = "tiny"  # tiny | smollm2-135m | hf (see models.lm.backbone)
     backbone_path: str = ""  # hf: local folder of the causal LM
     lora_rank: int = 8  # LoRA rank on pretrained backbones (0: frozen, projector only)
     d_model: int = 128  # tiny backbone: hidden size
     n_layers: int = 4  # tiny backbone: blocks
     n_heads: int = 4  # tiny backbone: attention heads
-    duplex_format: str = "interleaved"  # interleaved | parallel (models.duplex)
-    video_tokenizer: str = "bflow"  # bflow (live) | dense (the ablation baseline, models.dataset)
+    duplex_format: str = "interleaved"  # interleaved | parallel (models.lm.duplex)
+    video_tokenizer: str = "bflow"  # bflow (live) | dense (the ablation baseline, models.data.dataset)
     max_step_tokens: int = 4  # k: most text tokens per step (interleaved)
     token_dim: int = 64  # width of one B-Flow token (bflow.TOKEN_DIM)
     key_flag_index: int = 0  # token feature that is 1 on key-view tokens (bflow token layout)
@@ -669,7 +669,7 @@ def build_commentator(cfg: CommentatorConfig, codec: TextCodec | None = None) ->
 
     ``tiny`` gets a random Llama sized for the codec's vocabulary (trained whole);
     pretrained backbones are loaded from their local folder (``smollm2-135m``:
-    :func:`~models.backbone.smollm2_dir`), frozen, and given LoRA adapters.
+    :func:`~models.lm.backbone.smollm2_dir`), frozen, and given LoRA adapters.
 
     Args:
         cfg: Hyperparameters.
@@ -793,7 +793,7 @@ class LinePiece:
 class CommentatorRuntime:
     """A loaded commentator for the actors and the evaluation: model + its metadata.
 
-    Its sessions share one :class:`~models.kvcache.BoundedKVCache`, so any of them can
+    Its sessions share one :class:`~models.lm.kvcache.BoundedKVCache`, so any of them can
     be stepped together (:meth:`step_batch`). Torch's thread count is left to the
     caller (``torch.set_num_threads``).
     """
@@ -812,7 +812,7 @@ class CommentatorRuntime:
             device: Torch device.
             silence_bias: Overrides the config's ``silence_bias`` (talkativeness).
             int8: Quantize the backbone's blocks to int8 for CPU inference
-                (:func:`models.backbone.quantize_int8`; docs/PERFORMANCE.md measures it).
+                (:func:`models.lm.backbone.quantize_int8`; docs/PERFORMANCE.md measures it).
             shortlist: Score only the ids of the training lines (the checkpoint's
                 ``spoken_ids``, if it has them; :meth:`Commentator.restrict_output`).
 

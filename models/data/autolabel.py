@@ -1,7 +1,7 @@
 """Automatic transcripts for real footage: pans, cuts, objects entering, leaving, moving.
 
 Real video has no commentary. This module measures what the model is asked to comment
-on and writes a transcript in the procedural format (:mod:`models.procedural`), so a
+on and writes a transcript in the procedural format (:mod:`models.data.procedural`), so a
 real clip trains exactly like a procedural one. The measurements come from the
 project's own live pipeline, at the model's 5 Hz grid (160x120, aspect not kept):
 
@@ -118,9 +118,8 @@ from typing import Any
 import av
 import numpy as np
 
-from models import bflow, video
-from models.dataset import iter_pipeline
-from models.procedural import (
+from models.data.dataset import iter_pipeline
+from models.data.procedural import (
     LINE_GAP_S,
     MOVE_PLACES,
     MOVE_WAYS,
@@ -133,6 +132,7 @@ from models.procedural import (
     read_transcript,
     write_clip,
 )
+from models.vision import bflow, video
 from streams.errors import MediaError
 
 __all__ = [
@@ -336,7 +336,7 @@ def _regions(flow_px: np.ndarray, camera: tuple[float, float], cfg: AutolabelCon
 def measure_video(path: Path, *, config: AutolabelConfig = AutolabelConfig()) -> Measurements:
     """Runs the live pipeline (decoder, flow, B-Flow) over a video and measures each step.
 
-    The stages are :func:`models.dataset.iter_pipeline`, as live; the flow field is used
+    The stages are :func:`models.data.dataset.iter_pipeline`, as live; the flow field is used
     to find moving regions.
 
     Args:
@@ -692,7 +692,7 @@ def label_video(
         seed: Seed of the template and reaction-delay choices.
 
     Returns:
-        ``(events, lines)`` as :func:`models.procedural.read_transcript` returns them;
+        ``(events, lines)`` as :func:`models.data.procedural.read_transcript` returns them;
         event kinds are among :data:`LABEL_KINDS`, times in seconds from the first frame.
 
     Raises:

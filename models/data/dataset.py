@@ -1,7 +1,7 @@
 """Training data of the commentator: per-step B-Flow tokens and per-step text targets.
 
 A clip is a video file plus a timed transcript (``clip.mp4`` + ``clip.json``, see
-:mod:`models.procedural`). Its features are computed exactly as the live pipeline
+:mod:`models.data.procedural`). Its features are computed exactly as the live pipeline
 computes them, stage by stage:
 
     iter_model_frames (decoder, 5 Hz) -> to_luma -> optical_flow(prev, cur)
@@ -14,7 +14,7 @@ so retraining never recomputes and a code change never reuses stale features.
 
 Targets: each transcript line is tokenised by the model's text codec and laid out
 over the steps from ``round(start_s * fps) + delay`` by the duplex format
-(:mod:`models.duplex`), which turns the clip into model positions.
+(:mod:`models.lm.duplex`), which turns the clip into model positions.
 
 This module does not import torch (feature extraction runs in worker processes).
 """
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models import bflow, flow, video
-from models.duplex import PositionSequence, build_sequence, layout_lines
+from models.lm.duplex import PositionSequence, build_sequence, layout_lines
+from models.vision import bflow, flow, video
 
 if TYPE_CHECKING:
-    from models.text import TextCodec
+    from models.lm.text import TextCodec
 
 __all__ = [
     "FEATURE_VERSION",
@@ -159,7 +159,7 @@ def iter_pipeline(path: Path, *, grid: video.ModelGrid | None = None) -> Iterato
 
     Args:
         path: A video file.
-        grid: Model grid (default :class:`models.video.ModelGrid`).
+        grid: Model grid (default :class:`models.vision.video.ModelGrid`).
 
     Yields:
         One :class:`PipelineStep` per model-grid frame.
@@ -235,7 +235,7 @@ def gather_video(feats: ClipFeatures, steps: np.ndarray, is_frame: np.ndarray) -
 
 
 def compute_dense_features(path: Path) -> ClipFeatures:
-    """The dense baseline: 64 key-view tokens of every frame (:func:`models.bflow.dense_tokens`).
+    """The dense baseline: 64 key-view tokens of every frame (:func:`models.vision.bflow.dense_tokens`).
 
     Args:
         path: A video file.
@@ -376,7 +376,7 @@ def clip_sequence(
         delay_steps: Extra delay of every line, in steps.
 
     Returns:
-        The positions (see :func:`models.duplex.build_sequence`).
+        The positions (see :func:`models.lm.duplex.build_sequence`).
     """
     ids = [(start_s, codec.encode(text)) for start_s, text in lines]
     per_step = layout_lines(ids, n_steps, tokens_per_step=k, eol_id=codec.eol_id, fps_hz=fps_hz,
@@ -397,7 +397,7 @@ def find_clips(data_dir: Path) -> list[Path]:
 
 def clip_lines(path: Path) -> list[tuple[float, str]]:
     """``(start_s, text)`` of each transcript line of a clip."""
-    from models.procedural import read_transcript
+    from models.data.procedural import read_transcript
 
     _, lines = read_transcript(path.with_suffix(".json"))
     return [(float(ln.start_s), str(ln.text)) for ln in lines]

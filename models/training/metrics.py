@@ -304,7 +304,7 @@ def event_scores(
         lines: ``(start_s, text)`` per produced line, seconds on the same clock.
         tolerance_s: Allowed ``|start_s - t_s|``, seconds (inclusive).
         mentions: ``mentions(text, kind)`` tells whether a line mentions an event kind
-            (e.g. ``models.evaluate.mentions``).
+            (e.g. ``models.training.evaluate.mentions``).
 
     Returns:
         ``(recall_hits, n_events, precision_hits, n_lines)``.

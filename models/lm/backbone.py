@@ -15,7 +15,7 @@ Backbones (all Hugging Face causal LMs, driven through ``inputs_embeds``):
 Pretrained backbones stay frozen and get LoRA adapters (Hu et al. 2021, via
 ``peft``); the tiny one is trained whole.
 
-Their streaming KV cache is :class:`models.kvcache.BoundedKVCache`.
+Their streaming KV cache is :class:`models.lm.kvcache.BoundedKVCache`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Training of the duplex commentator (CPU-sized: minutes for ``tiny``, ~half an hour for SmolLM2).
 
 Pipeline: procedural clips (generated into ``data_dir`` if it holds none,
-:func:`models.procedural.make_dataset`) plus any further clip folders (real footage
-labelled by :mod:`models.autolabel`, or a corpus in the same format: video + timed
-transcript) -> features (:mod:`models.dataset`, cached) -> position sequences of the
-duplex format (:mod:`models.duplex`) -> AdamW on the teacher-forced next-token loss
+:func:`models.data.procedural.make_dataset`) plus any further clip folders (real footage
+labelled by :mod:`models.data.autolabel`, or a corpus in the same format: video + timed
+transcript) -> features (:mod:`models.data.dataset`, cached) -> position sequences of the
+duplex format (:mod:`models.lm.duplex`) -> AdamW on the teacher-forced next-token loss
 -> checkpoints -> streaming evaluation on held-out clips
-(:func:`models.evaluate.evaluate`).
+(:func:`models.training.evaluate.evaluate`).
 
-What trains: the video projector (:class:`~models.commentator.VideoPooler`), the
+What trains: the video projector (:class:`~models.lm.commentator.VideoPooler`), the
 silence token's input/output vectors, and either the whole ``tiny`` backbone or the
 LoRA adapters of a frozen pretrained one.
 
@@ -38,12 +38,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import bflow
-from models.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
-from models.dataset import ClipExample, clip_lines, feature_key, find_clips, gather_video, load_examples
-from models.duplex import IGNORE, NO_TEXT
-from models.text import WordCodec, spoken_ids
-from models.video import MODEL_FPS_HZ
+from models.data.dataset import ClipExample, clip_lines, feature_key, find_clips, gather_video, load_examples
+from models.lm.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
+from models.lm.duplex import IGNORE, NO_TEXT
+from models.lm.text import WordCodec, spoken_ids
+from models.vision import bflow
+from models.vision.video import MODEL_FPS_HZ
 from streams import settings
 
 __all__ = [
@@ -170,7 +170,7 @@ def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
 
 
 def _generate_shard(args: tuple[str, int, int, float]) -> int:
-    from models.procedural import make_dataset
+    from models.data.procedural import make_dataset
 
     return len(make_dataset(Path(args[0]), args[1], seed=args[2], duration_s=args[3]))
 
@@ -184,7 +184,7 @@ def generate_clips(
     workers: int = 2,
     progress: bool = False,
 ) -> list[Path]:
-    """Writes ``n_clips`` procedural clips with :func:`models.procedural.make_dataset`.
+    """Writes ``n_clips`` procedural clips with :func:`models.data.procedural.make_dataset`.
 
     With ``workers > 1`` the set is split into shards ``data_dir/shard<i>/`` written
     by parallel processes (shard ``i`` uses dataset seed ``seed * 1000 + i``), since
@@ -199,7 +199,7 @@ def generate_clips(
         progress: Show a progress bar.
 
     Returns:
-        The clips (see :func:`models.dataset.find_clips`).
+        The clips (see :func:`models.data.dataset.find_clips`).
 
     Raises:
         OSError: If a file cannot be written.
@@ -258,9 +258,9 @@ def train(
     """Trains the commentator; keeps the best checkpoint by held-out loss.
 
     Args:
-        backbone: ``tiny``, ``smollm2-135m`` or ``hf`` (see :mod:`models.backbone`).
+        backbone: ``tiny``, ``smollm2-135m`` or ``hf`` (see :mod:`models.lm.backbone`).
         backbone_path: Local model folder for ``hf``.
-        duplex_format: ``interleaved`` or ``parallel`` (see :mod:`models.duplex`).
+        duplex_format: ``interleaved`` or ``parallel`` (see :mod:`models.lm.duplex`).
         video_tokenizer: ``bflow`` (live) or ``dense`` (the ablation baseline).
         data_dir: Procedural clips (``*.mp4`` + ``*.json``, also in subfolders);
             generated with :func:`generate_clips` when it holds no clip.
@@ -302,7 +302,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from models.evaluate import evaluate
+    from models.training.evaluate import evaluate
 
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
