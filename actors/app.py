@@ -79,7 +79,7 @@ def build_app(config: AppConfig) -> Application:
     stages = [
         Decoder.options(**opts("decoder")).bind(options),
         Flow.options(**opts("flow")).bind(options),
-        Tokenizer.options(**opts("tokenizer")).bind(options),
+        Tokenizer.options(**opts("tokenizer")).bind(options, checkpoint=config.checkpoint),
         Commentator.options(**opts("commentator")).bind(options, checkpoint=config.checkpoint,
                                                         int8=config.int8_backbone),
         Tts.options(**opts("tts")).bind(options),

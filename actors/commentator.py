@@ -1,4 +1,4 @@
-"""Commentator stage: B-Flow tokens (``.tokens``) → commentary text deltas (``.text``).
+"""Commentator stage: B-Flow tokens and key views (``.tokens``) → commentary text deltas (``.text``).
 
 Runs the duplex model (:mod:`models.lm.commentator`): one model step per incoming token
 message (one per model tick, 5 Hz), whether or not it is speaking; the model decides
@@ -80,24 +80,28 @@ class CommentatorStage(Stage):
         while self._to_release:
             self._to_release.pop().release()
 
-    def _prepare(self, session: Session, message: m.Message) -> tuple[None, np.ndarray]:
+    def _prepare(self, session: Session, message: m.Message) -> tuple[None, tuple[np.ndarray, np.ndarray | None]]:
         assert isinstance(message, m.Tokens)
+        model = self.runtime.model
         try:
-            tokens = self.runtime.model.check_tokens(message.tokens.to_numpy(dtype="float32", ndim=2))
-        except ValueError as exc:  # token width or values the model cannot take
+            tokens = model.check_tokens(message.tokens.to_numpy(dtype="float32", ndim=2))
+            views = (model.check_views(message.views.to_numpy(dtype="float32", ndim=2))
+                     if message.views is not None else None)
+        except ValueError as exc:  # token or view width, or values the model cannot take
             raise SchemaError(f"tokens rejected by the commentator: {exc}") from None
         if session.state.model_state is None:
             session.state.model_state = self.runtime.new_state()
-        return None, tokens
+        return None, (tokens, views)
 
-    def _run(self, group: list[tuple[Session, m.Message, np.ndarray]]) -> list[list[m.Message]]:
+    def _run(self, group: list[tuple[Session, m.Message, tuple[np.ndarray, np.ndarray | None]]]
+             ) -> list[list[m.Message]]:
         """Steps the group one forward pass at a time. What each pass says is published
         right away, and between passes (for up to ``join_window_s``, and until an
         end-of-stream message waits) the token messages that arrived meanwhile join the
         batch (:meth:`~actors.stage.Stage.take_more`), so a stream never waits for the
         others' speech to finish before its step starts."""
         batch = self.runtime.new_batch()
-        members = {batch.add(s.state.model_state, tokens): (s, msg) for s, msg, tokens in group}
+        members = {batch.add(s.state.model_state, *video): (s, msg) for s, msg, video in group}
         joined: dict[int, float] = {}  # handle of a taken item -> when it was taken
         join_until = time.perf_counter() + self.join_window_s
         try:
@@ -131,8 +135,8 @@ class CommentatorStage(Stage):
             return False
         for session, message in taken:
             try:
-                _, tokens = self._prepare(session, message)
-                handle = batch.add(session.state.model_state, tokens)
+                _, video = self._prepare(session, message)
+                handle = batch.add(session.state.model_state, *video)
             except Exception as exc:  # this item fails alone, as in batch_by_key
                 self.deliver_now(session, message, exc, 0.0)
                 continue

@@ -10,17 +10,22 @@ from one that died opens the codec from it and resumes at the next keyframe.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from actors.stage import Session, Stage
-from models.vision.video import CodecParams, ModelGrid, VideoDecoder
+from models.vision.video import CodecParams, ModelFrame, ModelGrid, VideoDecoder
 from streams import messages as m
-from streams.errors import OversizedFrameError, SessionError, UnknownCodecError
+from streams.errors import CorruptPacketError, MediaError, OversizedFrameError, SessionError
 
 log = logging.getLogger(__name__)
 
 #: Largest compressed packet accepted, in bytes (NATS' default max payload).
 MAX_PACKET_BYTES = 1 << 20
+
+
+def codec_params_from_header(header: m.StreamHeader) -> CodecParams:
+    """Every codec parameter a stream header carries (see :func:`models.vision.video.codec_params`)."""
+    return CodecParams(**{f.name: getattr(header, f.name) for f in fields(CodecParams)})
 
 
 @dataclass
@@ -29,7 +34,8 @@ class DecoderState:
 
     Attributes:
         decoder: The open decoder, None until the stream header arrives.
-        failed: Why the stream cannot be decoded (unknown codec, oversized), or "".
+        failed: Why the stream cannot be decoded (unknown codec, oversized, invalid
+            codec parameters), or "".
         capture_ts: Capture time of the last packet fed to the decoder (Unix seconds).
     """
 
@@ -78,11 +84,10 @@ class DecoderStage(Stage):
     def process(self, session: Session, message: m.Message) -> list[m.Message]:
         state: DecoderState = session.state
         if isinstance(message, m.StreamHeader):
-            params = CodecParams(message.codec_name, message.extradata, message.width, message.height, message.fps_hz)
             try:
-                state.decoder = VideoDecoder(params, grid=self.grid)
+                state.decoder = VideoDecoder(codec_params_from_header(message), grid=self.grid)
                 state.failed = ""
-            except (UnknownCodecError, OversizedFrameError) as exc:
+            except MediaError as exc:  # unknown codec, oversized, invalid parameters
                 state.failed = str(exc)
                 raise
             return []
@@ -104,7 +109,13 @@ class DecoderStage(Stage):
 
     def finish(self, session: Session, message: m.EndOfStream) -> list[m.Message]:
         state: DecoderState = session.state
-        frames = state.decoder.flush() if state.decoder is not None else []
+        frames: list[ModelFrame] = []
+        if state.decoder is not None:
+            try:
+                frames = state.decoder.flush()
+            except CorruptPacketError as exc:  # counted; the end of stream must still go downstream
+                session.counters[f"errors.{exc.code}"] += 1
+                log.warning("decoder: stream %s: %s", session.stream, exc)
         return [*self._frames(session, frames), self.forward_eos(session, message)]
 
     def _frames(self, session: Session, frames: list) -> list[m.Message]:

@@ -125,10 +125,18 @@ def summary_table(result: dict[str, Any]) -> Any:
         run = result
     table.add_row("sessions held at real time", f"{run['held_at_real_time']} / {run['sessions']}")
     for key, label in (("capture_to_first_text", "capture → first text"),
-                       ("capture_to_first_audio", "capture → first audio")):
-        lat = run["latency_ms"][key]
+                       ("capture_to_first_audio", "capture → first audio"),
+                       ("first_word_to_first_audio", "first word → first audio")):
+        lat = run["latency_ms"].get(key, {"n": 0})
         table.add_row(f"{label} p50 / p95 / p99 (ms)",
                       f"{lat['p50']} / {lat['p95']} / {lat['p99']}  (n={lat['n']})" if lat["n"] else "no lines")
+    speech = run.get("speech") or {"voices": {}}
+    for voice, figures in speech["voices"].items():
+        table.add_row(f"TTS real-time factor: {voice}",
+                      f"{figures['real_time_factor']} ({figures['speech_s']} s spoken)")
+    if speech.get("lines"):
+        table.add_row("lines: late (espeak-ng) / all, phrases per line",
+                      f"{speech['late_lines']} / {speech['lines']}, {speech['phrases_per_line']}")
     table.add_row("drops per stage", ", ".join(f"{k} {v}" for k, v in sorted(run["drops_per_stage"].items())) or "0")
     busiest = sorted(run["processes"].items(), key=lambda kv: -kv[1]["cpu_mean_pct"])[:4]
     table.add_row("CPU mean % (busiest)", ", ".join(f"{k} {v['cpu_mean_pct']}" for k, v in busiest))

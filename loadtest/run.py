@@ -12,6 +12,11 @@ Figures (:func:`run_load` returns them as a dict, written to ``loadtest.json``):
   each line, p50/p95/p99 over the lines of all streams that begin after the warm-up
   (``latency_ms_with_warmup``: every line); the capture time is the wall clock at which
   the broadcaster sent the frame the line talks about;
+  ``first_word_to_first_audio``: from a line's first word to its first speech, both as
+  the listener received them;
+* ``speech``: lines, late lines (spoken by espeak-ng because the TTS was behind), phrases
+  per line and, per voice, the real-time factor (synthesis time over speech made), from
+  the TTS stage's final counters (:func:`actors.tts.speech_figures`);
 * ``lag``: per second of the run, the capture → arrival latency of the newest tokens
   and text messages (median and max over streams); a session is *held at real time*
   when its p95 lag after the warm-up is at most ``lag_limit_s``, it received at least
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from actors.placement import STAGES
+from actors.tts import speech_figures
 from loadtest.procstats import ProcessSampler
 from models.vision.video import MODEL_FPS_HZ
 from streams.errors import MMDError
@@ -242,8 +248,8 @@ async def kill_busiest(system: Any, nats_url: str, stage: str) -> tuple[str, int
 
 def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: ProcessSampler,
              chaos: dict[str, Any]) -> dict[str, Any]:
-    first_text, first_audio = [], []  # lines that began after the warm-up
-    all_text, all_audio = [], []  # every line
+    first_text, first_audio, word_audio = [], [], []  # lines that began after the warm-up
+    all_text, all_audio, all_word_audio = [], [], []  # every line
     per_stream = []
     lag_by_second: dict[int, list[float]] = defaultdict(list)
     drops: dict[str, int] = defaultdict(int)
@@ -260,6 +266,10 @@ def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: Proces
                 all_audio.append(line.first_audio_wall - line.capture_ts)
                 if steady:
                     first_audio.append(all_audio[-1])
+                if line.first_text_wall:
+                    all_word_audio.append(line.first_audio_wall - line.first_text_wall)
+                    if steady:
+                        word_audio.append(all_word_audio[-1])
         worst: dict[int, float] = {}
         steady = []
         for arrived, kind, lat in lst.timeline:
@@ -290,9 +300,12 @@ def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: Proces
         "held_at_real_time": sum(s["held"] for s in per_stream),
         "all_held": all(s["held"] for s in per_stream),
         "lag_limit_s": cfg.lag_limit_s,
-        "latency_ms": {"capture_to_first_text": _pct_ms(first_text), "capture_to_first_audio": _pct_ms(first_audio)},
+        "latency_ms": {"capture_to_first_text": _pct_ms(first_text), "capture_to_first_audio": _pct_ms(first_audio),
+                       "first_word_to_first_audio": _pct_ms(word_audio)},
         "latency_ms_with_warmup": {"capture_to_first_text": _pct_ms(all_text),
-                                   "capture_to_first_audio": _pct_ms(all_audio)},
+                                   "capture_to_first_audio": _pct_ms(all_audio),
+                                   "first_word_to_first_audio": _pct_ms(all_word_audio)},
+        "speech": speech_figures(st.listener.final_counters.get("tts", {}).get("counters", {}) for st in streams),
         "lag": lag,
         "drops_per_stage": dict(drops),
         "throughput": _throughput(streams, t0),

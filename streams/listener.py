@@ -87,6 +87,9 @@ class Listener:
         prefix: Subject prefix.
         on_line: Called with each finished :class:`Line`.
         on_status: Called with each :class:`~streams.messages.Status`.
+        on_end: Called with the kind (``frames``, ``audio``, ...) of each subject whose
+            :class:`~streams.messages.EndOfStream` arrives; ``frames`` ending means the
+            decoder is done with the stream.
         kinds: Subjects to follow (default: every subject of the stream); a load test
             follows only ``tokens``, ``text``, ``audio`` and ``status``.
 
@@ -100,6 +103,7 @@ class Listener:
     prefix: str = "mmd"
     on_line: Callable[[Line], None] | None = None
     on_status: Callable[[m.Status], None] | None = None
+    on_end: Callable[[str], None] | None = None
     kinds: tuple[str, ...] | None = None
     timeline: list[tuple[float, str, float]] = field(default_factory=list)
     lines: dict[int, Line] = field(default_factory=dict)
@@ -147,6 +151,8 @@ class Listener:
         if isinstance(message, m.EndOfStream):
             if kind == "audio":
                 self.ended.set()
+            if self.on_end is not None:
+                self.on_end(kind)
             return
         self.message_counts[kind] += 1
         if kind != "status":

@@ -98,13 +98,31 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 class StreamHeader(Message, frozen=True, kw_only=True, tag="stream_header"):
     """First message of a stream on ``.video``: what a decoder needs to open the codec.
 
+    The codec fields are the demuxer's ``AVCodecParameters``, as
+    :class:`models.vision.video.CodecParams` reads them; each has the default of a
+    fresh FFmpeg decoder, so a header from an older producer, which sends only the
+    name, extradata and size, still decodes.
+
     Attributes:
         codec_name: FFmpeg decoder name, e.g. ``h264``, ``mpeg4``, ``vp9``.
         extradata: Codec extradata (e.g. avcC for H.264 in MP4); may be empty.
-        width: Coded width in pixels.
-        height: Coded height in pixels.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
         fps_hz: Average frame rate in Hz (0 if unknown).
         source: Human-readable name of the source (file name or URL), for logs.
+        codec_tag: The container's FourCC (e.g. ``MP43``, ``cvid``), 4 characters, or
+            "" if none.
+        pix_fmt: FFmpeg pixel format name (e.g. ``yuv420p10le``), or "" if unknown.
+        bits_per_coded_sample: Bits per coded pixel the container declares, 0 if unknown.
+        profile: FFmpeg profile name (e.g. ``High 4:2:2``), or "" if unknown.
+        level: Codec level as FFmpeg numbers it (e.g. 30 for H.264 3.0), -99 if unknown.
+        sample_aspect_ratio: Pixel aspect ratio (numerator, denominator); (0, 1) if unknown.
+        field_order: FFmpeg ``AVFieldOrder`` (0 unknown, 1 progressive, 2-5 interlaced).
+        color_range: FFmpeg ``AVColorRange`` (0 unspecified, 1 limited, 2 full).
+        color_primaries: FFmpeg ``AVColorPrimaries`` (2 unspecified).
+        color_trc: FFmpeg ``AVColorTransferCharacteristic`` (2 unspecified).
+        colorspace: FFmpeg ``AVColorSpace``, the YUV matrix (2 unspecified).
+        video_delay: Frames of reordering delay (B-frames) the stream declares.
     """
 
     codec_name: str
@@ -113,6 +131,18 @@ class StreamHeader(Message, frozen=True, kw_only=True, tag="stream_header"):
     height: int
     fps_hz: float = 0.0
     source: str = ""
+    codec_tag: str = ""
+    pix_fmt: str = ""
+    bits_per_coded_sample: int = 0
+    profile: str = ""
+    level: int = -99
+    sample_aspect_ratio: tuple[int, int] = (0, 1)
+    field_order: int = 0
+    color_range: int = 0
+    color_primaries: int = 2
+    color_trc: int = 2
+    colorspace: int = 2
+    video_delay: int = 0
 
 
 class VideoPacket(Message, frozen=True, kw_only=True, tag="video_packet"):
@@ -164,19 +194,23 @@ class Motion(Message, frozen=True, kw_only=True, tag="motion"):
 
 
 class Tokens(Message, frozen=True, kw_only=True, tag="tokens"):
-    """B-Flow tokens of one model step (tokenizer → commentator).
+    """B-Flow tokens and key-view features of one model step (tokenizer → commentator).
 
     Attributes:
         step: Model step index of this stream (5 Hz grid by default).
         tokens: float32 [N, D] token features; N may be 0 (nothing changed).
-        is_key: Whether this step carries a full key view (B-frame).
+        is_key: Whether B-Flow took a key view (a full view on a scene change) at this step.
         motion_px: Mean optical-flow magnitude of the step, in pixels.
+        views: float32 [K, V] rows of the pretrained image encoder's features of the
+            frame with their regions (``models.vision.views``), on the steps where the
+            encoder looked; None on the others.
     """
 
     step: int
     tokens: Array
     is_key: bool = False
     motion_px: float = 0.0
+    views: Array | None = None
 
 
 class TextDelta(Message, frozen=True, kw_only=True, tag="text"):

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
@@ -124,10 +124,7 @@ async def publish(
         video = container.streams.video[0]
         params = codec_params(video)
         header = m.StreamHeader(
-            stream=stream, seq=seq, pts_s=0.0, capture_ts=m.now(), codec_name=params.codec_name,
-            extradata=params.extradata, width=params.width, height=params.height, fps_hz=params.fps_hz,
-            source=source,
-        )
+            stream=stream, seq=seq, pts_s=0.0, capture_ts=m.now(), source=source, **asdict(params))
         await nc.publish(subject, m.encode(header))
         seq += 1
         offset_s = 0.0

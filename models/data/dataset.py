@@ -6,10 +6,12 @@ computes them, stage by stage:
 
     iter_model_frames (decoder, 5 Hz) -> to_luma -> optical_flow(prev, cur)
     (zero flow for the first frame) -> BFlowTokenizer.step -> tokens float32 [N_t, 64]
+    -> KeyViewEncoder (the pretrained encoder on the steps it selects) -> views float32 [K_t, view_dim]
 
 and cached next to the clip as ``<stem>.feat-<key>.npz``, where ``<key>`` hashes
 everything that determines them (feature format version, token width, model grid,
-flow and tokenizer configs, and the source code of the video/flow/tokenizer modules),
+flow, tokenizer, view and encoder configs, and the source code of the video, flow,
+tokenizer, view and encoder modules),
 so retraining never recomputes and a code change never reuses stale features.
 
 Targets: each transcript line is tokenised by the model's text codec and laid out
@@ -27,14 +29,14 @@ import logging
 import multiprocessing as mp
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.lm.duplex import PositionSequence, build_sequence, layout_lines
-from models.vision import bflow, flow, video
+from models.vision import bflow, encoder, flow, video, views
 
 if TYPE_CHECKING:
     from models.lm.text import TextCodec
@@ -54,30 +56,38 @@ __all__ = [
     "find_clips",
     "load_all_features",
     "load_examples",
+    "examples_from_features",
+    "gather_views",
     "load_features",
     "clip_sequence",
 ]
 
 log = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1  # bump when the cached .npz layout or the feature pipeline changes
+FEATURE_VERSION = 2  # bump when the cached .npz layout or the feature pipeline changes
 
 
 @dataclass(frozen=True)
 class ClipFeatures:
-    """B-Flow tokens of one clip, one model step per decoded frame.
+    """B-Flow tokens and key views of one clip, one model step per decoded frame.
 
     Attributes:
         pts_s: float64 ``[T]`` media time of each step, seconds on the clip's clock.
         tokens: float32 ``[sum_t N_t, 64]`` all steps' tokens, concatenated in order.
         offsets: int64 ``[T + 1]``; step ``t`` owns ``tokens[offsets[t]:offsets[t+1]]``.
         is_key: bool ``[T]``, True where the tokenizer emitted a key view.
+        views: float32 ``[sum_t K_t, view_dim]`` all steps' key-view rows
+            (:mod:`models.vision.views`; ``[0, 0]`` for features without views).
+        view_offsets: int64 ``[T + 1]``; step ``t`` owns ``views[view_offsets[t]:view_offsets[t+1]]``
+            (all zeros for features without views).
     """
 
     pts_s: np.ndarray
     tokens: np.ndarray
     offsets: np.ndarray
     is_key: np.ndarray
+    views: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    view_offsets: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -87,9 +97,23 @@ class ClipFeatures:
         """Tokens of step ``t``: float32 ``[N_t, 64]`` (``N_t`` may be 0)."""
         return self.tokens[self.offsets[t] : self.offsets[t + 1]]
 
+    def step_views(self, t: int) -> np.ndarray | None:
+        """Key-view rows of step ``t``: float32 ``[K_t, view_dim]``, or None if it has none."""
+        if self.view_offsets is None or self.view_offsets[t] == self.view_offsets[t + 1]:
+            return None
+        return self.views[self.view_offsets[t] : self.view_offsets[t + 1]]
+
     def counts(self) -> np.ndarray:
         """int64 ``[T]`` tokens per step."""
         return np.diff(self.offsets)
+
+    def view_counts(self) -> np.ndarray:
+        """int64 ``[T]`` key-view rows per step."""
+        return np.zeros(self.n_steps, np.int64) if self.view_offsets is None else np.diff(self.view_offsets)
+
+    def views_taken(self) -> int:
+        """Steps with a key view (encoder calls)."""
+        return int((self.view_counts() > 0).sum())
 
 
 @dataclass(frozen=True)
@@ -107,9 +131,14 @@ class ClipExample:
     sequence: PositionSequence
 
 
-#: Video tokenizers of the features: B-Flow (what the live system runs) and the dense
-#: baseline of the ablation (an 8x8 key view of every frame, :func:`compute_dense_features`).
-VIDEO_TOKENIZERS = ("bflow", "dense")
+#: Video tokenizers of the features: B-Flow with key views on the steps that
+#: :class:`~models.vision.views.KeyViewEncoder` selects (what the live system runs), the
+#: same with the encoder on every frame (``every-frame``), and the dense baseline of the
+#: ablation (an 8x8 key view of every frame, :func:`compute_dense_features`).
+VIDEO_TOKENIZERS = ("bflow", "every-frame", "dense")
+
+#: View schedule of each tokenizer that takes views.
+VIEW_CONFIGS = {"bflow": views.ViewConfig(), "every-frame": views.ViewConfig(refresh_s=0.0, min_gap_s=0.0)}
 
 
 def feature_key(tokenizer: str = "bflow") -> str:
@@ -121,6 +150,10 @@ def feature_key(tokenizer: str = "bflow") -> str:
         h.update(inspect.getsource(compute_dense_features).encode())
     h.update(f"v{FEATURE_VERSION};dim{bflow.TOKEN_DIM};{video.ModelGrid()!r};".encode())
     h.update(repr(flow.FlowConfig()).encode())
+    if tokenizer in VIEW_CONFIGS:
+        h.update(f"{VIEW_CONFIGS[tokenizer]!r};{encoder.EncoderConfig()!r};".encode())
+        for mod in (views, encoder):
+            h.update(inspect.getsource(mod).encode())
     for cfg_name in ("BFlowConfig", "TokenizerConfig"):
         cfg_cls = getattr(bflow, cfg_name, None)
         if cfg_cls is not None:
@@ -145,6 +178,8 @@ class PipelineStep:
         prev_luma: Luma of the previous step, or None at the first step.
         flow: float32 ``[H, W, 2]`` optical flow from the previous step, pixels (zero first).
         step: The B-Flow tokenizer's output for this step.
+        views: float32 ``[K, view_dim]`` key-view rows of this step (``K = 0`` without a
+            view, or when the pipeline runs without an encoder).
     """
 
     frame: video.ModelFrame
@@ -152,14 +187,18 @@ class PipelineStep:
     prev_luma: np.ndarray | None
     flow: np.ndarray
     step: bflow.BFlowStep
+    views: np.ndarray
 
 
-def iter_pipeline(path: Path, *, grid: video.ModelGrid | None = None) -> Iterator[PipelineStep]:
-    """Runs decoder -> flow -> B-Flow tokenizer over a video file, as live, step by step.
+def iter_pipeline(
+    path: Path, *, grid: video.ModelGrid | None = None, viewer: views.KeyViewEncoder | None = None
+) -> Iterator[PipelineStep]:
+    """Runs decoder -> flow -> B-Flow tokenizer (-> key views) over a video file, as live, step by step.
 
     Args:
         path: A video file.
         grid: Model grid (default :class:`models.vision.video.ModelGrid`).
+        viewer: Takes and encodes the key views (None: no views).
 
     Yields:
         One :class:`PipelineStep` per model-grid frame.
@@ -169,6 +208,8 @@ def iter_pipeline(path: Path, *, grid: video.ModelGrid | None = None) -> Iterato
     """
     tok = bflow.BFlowTokenizer()
     state = bflow.BFlowState()
+    view_state = views.ViewState()
+    no_views = np.zeros((0, 0), np.float32)
     prev_luma = None
     for frame in video.iter_model_frames(path, grid=grid or video.ModelGrid()):
         luma = flow.to_numpy(flow.to_luma(frame.rgb, np))
@@ -176,40 +217,60 @@ def iter_pipeline(path: Path, *, grid: video.ModelGrid | None = None) -> Iterato
             f = np.zeros((*luma.shape, 2), dtype=np.float32)
         else:
             f = flow.to_numpy(flow.optical_flow(prev_luma, luma, xp=np))
-        yield PipelineStep(frame, luma, prev_luma, f, tok.step(state, frame.rgb, f))
+        step = tok.step(state, frame.rgb, f)
+        rows = viewer.step_batch([view_state], [step], [frame.rgb])[0] if viewer is not None else no_views
+        yield PipelineStep(frame, luma, prev_luma, f, step, rows)
         prev_luma = luma
 
 
-def compute_features(path: Path) -> ClipFeatures:
-    """B-Flow tokens of a video file, computed by :func:`iter_pipeline` (as live).
+_VIEWERS: dict[str, views.KeyViewEncoder] = {}  # one encoder per process and schedule
+
+
+def _viewer(tokenizer: str) -> views.KeyViewEncoder:
+    if tokenizer not in _VIEWERS:
+        _VIEWERS[tokenizer] = views.KeyViewEncoder(config=VIEW_CONFIGS[tokenizer])
+    return _VIEWERS[tokenizer]
+
+
+def compute_features(path: Path, *, tokenizer: str = "bflow") -> ClipFeatures:
+    """B-Flow tokens and key views of a video file, computed by :func:`iter_pipeline` (as live).
 
     Args:
         path: A video file.
+        tokenizer: ``"bflow"`` (key views as live) or ``"every-frame"`` (a view of every step).
 
     Returns:
         The clip's features (one step per model-grid frame).
 
     Raises:
         MediaError: If the file cannot be decoded.
+        ModelError: If the image encoder is not available (``mmduplex fetch-models``).
     """
-    pts, chunks, is_key = [], [], []
-    for st in iter_pipeline(path):
+    viewer = _viewer(tokenizer)
+    pts, chunks, view_chunks, is_key = [], [], [], []
+    for st in iter_pipeline(path, viewer=viewer):
         pts.append(st.frame.pts_s)
         chunks.append(np.asarray(st.step.tokens, dtype=np.float32).reshape(-1, bflow.TOKEN_DIM))
+        view_chunks.append(st.views)
         is_key.append(bool(st.step.is_key))
-    counts = np.array([c.shape[0] for c in chunks], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    tokens = (
-        np.concatenate(chunks).astype(np.float32)
-        if chunks
-        else np.zeros((0, bflow.TOKEN_DIM), np.float32)
-    )
+    tokens, offsets = _ragged(chunks, bflow.TOKEN_DIM)
+    view_rows, view_offsets = _ragged(view_chunks, viewer.dim)
     return ClipFeatures(
         pts_s=np.asarray(pts, dtype=np.float64),
         tokens=tokens,
         offsets=offsets,
         is_key=np.asarray(is_key, dtype=bool),
+        views=view_rows,
+        view_offsets=view_offsets,
     )
+
+
+def _ragged(chunks: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated rows ``float32 [sum_t N_t, width]`` and offsets ``int64 [T + 1]`` of per-step chunks."""
+    counts = np.array([c.shape[0] for c in chunks], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    rows = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, width), np.float32)
+    return rows.reshape(-1, width), offsets
 
 
 def gather_video(feats: ClipFeatures, steps: np.ndarray, is_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,14 +285,32 @@ def gather_video(feats: ClipFeatures, steps: np.ndarray, is_frame: np.ndarray) -
         ``(tokens float32 [P, N, 64], mask bool [P, N])`` with ``N`` the most tokens of
         any frame position (at least 1).
     """
-    counts = feats.counts()[steps] * is_frame
-    vt = np.zeros((len(steps), max(1, int(counts.max(initial=0))), feats.tokens.shape[1]), np.float32)
-    vm = np.zeros(vt.shape[:2], bool)
-    for i in np.flatnonzero(is_frame):
-        tok = feats.step_tokens(int(steps[i]))
-        vt[i, : tok.shape[0]] = tok
-        vm[i, : tok.shape[0]] = True
-    return vt, vm
+    return _gather(feats.tokens, feats.offsets, steps, is_frame)
+
+
+def gather_views(feats: ClipFeatures, steps: np.ndarray, is_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Key-view rows of a run of model positions, as :func:`gather_video` gathers tokens.
+
+    Returns:
+        ``(views float32 [P, K, view_dim], mask bool [P, K])`` with ``K`` the most rows
+        of any frame position (at least 1).
+    """
+    offsets = feats.view_offsets if feats.view_offsets is not None else np.zeros(feats.n_steps + 1, np.int64)
+    return _gather(feats.views, offsets, steps, is_frame)
+
+
+def _gather(rows: np.ndarray, offsets: np.ndarray, steps: np.ndarray, is_frame: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per position, the ragged rows of its step: ``(float32 [P, N, width], bool [P, N])``."""
+    counts = np.diff(offsets)[steps] * is_frame
+    out = np.zeros((len(steps), max(1, int(counts.max(initial=0))), rows.shape[1]), np.float32)
+    mask = np.zeros(out.shape[:2], bool)
+    for i in np.flatnonzero(counts):
+        t = int(steps[i])
+        chunk = rows[offsets[t] : offsets[t + 1]]
+        out[i, : chunk.shape[0]] = chunk
+        mask[i, : chunk.shape[0]] = True
+    return out, mask
 
 
 def compute_dense_features(path: Path) -> ClipFeatures:
@@ -259,7 +338,7 @@ def compute_dense_features(path: Path) -> ClipFeatures:
     )
 
 
-_CACHE_PREFIX = {"bflow": "feat", "dense": "dense"}
+_CACHE_PREFIX = {"bflow": "feat", "every-frame": "every", "dense": "dense"}
 
 
 def _cache_path(path: Path, key: str, tokenizer: str) -> Path:
@@ -276,13 +355,14 @@ def load_features(path: Path, *, key: str | None = None, tokenizer: str = "bflow
     Args:
         path: The clip's video file.
         key: :func:`feature_key` (pass it when calling in a loop; computed if None).
-        tokenizer: ``"bflow"`` or ``"dense"`` (the ablation baseline).
+        tokenizer: One of :data:`VIDEO_TOKENIZERS`.
 
     Returns:
         The clip's features.
 
     Raises:
         MediaError: If the video cannot be decoded.
+        ModelError: If the image encoder is not available (``mmduplex fetch-models``).
     """
     path = Path(path)
     cache = _cache_path(path, key or feature_key(tokenizer), tokenizer)
@@ -292,12 +372,15 @@ def load_features(path: Path, *, key: str | None = None, tokenizer: str = "bflow
         try:
             with np.load(cache) as z:
                 if np.array_equal(z["source"], source):
-                    return ClipFeatures(pts_s=z["pts_s"], tokens=z["tokens"], offsets=z["offsets"], is_key=z["is_key"])
+                    return ClipFeatures(pts_s=z["pts_s"], tokens=z["tokens"], offsets=z["offsets"], is_key=z["is_key"],
+                                        views=z["views"], view_offsets=z["view_offsets"])
         except (OSError, KeyError, ValueError) as e:
             log.warning("ignoring unreadable feature cache %s: %s", cache, e)
-    feats = compute_features(path) if tokenizer == "bflow" else compute_dense_features(path)
+    feats = compute_dense_features(path) if tokenizer == "dense" else compute_features(path, tokenizer=tokenizer)
     tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, pts_s=feats.pts_s, tokens=feats.tokens, offsets=feats.offsets, is_key=feats.is_key, source=source)
+    view_offsets = feats.view_offsets if feats.view_offsets is not None else np.zeros(feats.n_steps + 1, np.int64)
+    np.savez(tmp, pts_s=feats.pts_s, tokens=feats.tokens, offsets=feats.offsets, is_key=feats.is_key,
+             views=feats.views, view_offsets=view_offsets, source=source)
     tmp.replace(cache)
     for stale in path.parent.glob(f"{path.stem}.{_CACHE_PREFIX[tokenizer]}-*.npz"):  # features of older code
         if stale != cache:
@@ -321,7 +404,7 @@ def load_all_features(
 
     Args:
         paths: Video files.
-        tokenizer: ``"bflow"`` or ``"dense"``.
+        tokenizer: One of :data:`VIDEO_TOKENIZERS`.
         workers: Processes (``<= 1``: in this process).
         progress: Show a tqdm progress bar.
         desc: Progress bar label.
@@ -426,15 +509,24 @@ def load_examples(
         workers: Feature extraction processes.
         progress: Show progress.
         desc: Progress bar label.
-        tokenizer: ``"bflow"`` or ``"dense"``.
+        tokenizer: One of :data:`VIDEO_TOKENIZERS`.
 
     Returns:
         One example per clip, in order.
 
     Raises:
         MediaError: If a video cannot be decoded.
+        ModelError: If the image encoder is not available (``mmduplex fetch-models``).
     """
     feats = load_all_features(paths, workers=workers, progress=progress, desc=desc, tokenizer=tokenizer)
+    return examples_from_features(paths, feats, codec, fmt=fmt, k=k, delay_steps=delay_steps)
+
+
+def examples_from_features(
+    paths: Sequence[Path], feats: Sequence[ClipFeatures], codec: TextCodec, *, fmt: str, k: int,
+    delay_steps: int = 0,
+) -> list[ClipExample]:
+    """Position sequences of clips whose features are loaded (see :func:`load_examples`)."""
     return [
         ClipExample(
             path=Path(p),

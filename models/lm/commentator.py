@@ -51,6 +51,7 @@ __all__ = [
     "VideoPooler",
     "build_commentator",
     "load_checkpoint",
+    "read_checkpoint_meta",
     "save_checkpoint",
 ]
 
@@ -68,9 +69,10 @@ class CommentatorConfig:
     n_layers: int = 4  # tiny backbone: blocks
     n_heads: int = 4  # tiny backbone: attention heads
     duplex_format: str = "interleaved"  # interleaved | parallel (models.lm.duplex)
-    video_tokenizer: str = "bflow"  # bflow (live) | dense (the ablation baseline, models.data.dataset)
+    video_tokenizer: str = "bflow"  # bflow (live) | every-frame | dense (ablation baselines, models.data.dataset)
     max_step_tokens: int = 4  # k: most text tokens per step (interleaved)
     token_dim: int = 64  # width of one B-Flow token (bflow.TOKEN_DIM)
+    view_dim: int = 0  # width of one key-view row (models.vision.views.view_dim); 0: the model takes no views
     key_flag_index: int = 0  # token feature that is 1 on key-view tokens (bflow token layout)
     n_count_features: int = 5  # per-step count features (see count_features())
     pool_heads: int = 4  # heads of the attention pooling over one step's tokens
@@ -103,8 +105,8 @@ class CommentatorConfig:
             raise ValueError("backbone 'hf' needs backbone_path (a local model folder)")
         if self.duplex_format not in FORMATS:
             raise ValueError(f"unknown duplex_format {self.duplex_format!r}, expected one of {FORMATS}")
-        if self.video_tokenizer not in ("bflow", "dense"):
-            raise ValueError(f"unknown video_tokenizer {self.video_tokenizer!r}, expected bflow or dense")
+        if self.video_tokenizer not in ("bflow", "every-frame", "dense"):
+            raise ValueError(f"unknown video_tokenizer {self.video_tokenizer!r}, expected bflow, every-frame or dense")
         if self.max_step_tokens < 1:
             raise ValueError("max_step_tokens must be >= 1")
         if self.sink_positions < 0 or self.window_positions <= self.step_tokens:
@@ -113,6 +115,8 @@ class CommentatorConfig:
             raise ValueError("need 1 <= evict_positions <= window_positions")
         if not 0 <= self.key_flag_index < self.token_dim:
             raise ValueError(f"key_flag_index {self.key_flag_index} outside token_dim {self.token_dim}")
+        if self.view_dim < 0:
+            raise ValueError(f"view_dim must be >= 0, got {self.view_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -147,12 +151,15 @@ def count_features(counts: torch.Tensor, key_counts: torch.Tensor) -> torch.Tens
 
 
 class VideoPooler(nn.Module):
-    """Fuses one step's variable-size set of B-Flow tokens into one vector.
+    """Fuses one step's variable-size set of B-Flow tokens and key-view rows into one vector.
 
-    Each token goes through ``Linear(token_dim -> d)``; a learned query per pooling
-    head attends over the step's tokens (softmax over that step's tokens only);
-    steps with no token get a learned "no tokens" vector instead. Count features
-    (:func:`count_features`) are projected and added.
+    Each token goes through ``Linear(token_dim -> d)``, each key-view row (pretrained
+    encoder features, :mod:`models.vision.views`) through ``Linear(view_dim -> d)``:
+    this is the projection of the encoder into the backbone's embedding space. A
+    learned query per pooling head attends over the step's tokens and view rows
+    (softmax over that step's only); steps with neither get a learned "no tokens"
+    vector instead. Count features (:func:`count_features`, of the B-Flow tokens) are
+    projected and added.
 
     The tokens are packed (padding rows dropped) before any work, so the cost is
     proportional to the real number of tokens, not to ``B * T * Nmax``.
@@ -168,6 +175,7 @@ class VideoPooler(nn.Module):
         h = cfg.pool_heads
         self.h, self.hd = h, d // h
         self.inp = nn.Linear(cfg.token_dim, d)
+        self.view_inp = nn.Linear(cfg.view_dim, d) if cfg.view_dim else None
         self.ln = nn.LayerNorm(d)
         self.kv = nn.Linear(d, 2 * d)
         self.query = nn.Parameter(torch.randn(h, self.hd) * 0.02)
@@ -176,12 +184,18 @@ class VideoPooler(nn.Module):
         self.count = nn.Linear(cfg.n_count_features, d)
         self.key_flag_index = cfg.key_flag_index
 
-    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """Pools each step's tokens.
+    def forward(
+        self, tokens: torch.Tensor, token_mask: torch.Tensor,
+        views: torch.Tensor | None = None, view_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pools each step's tokens and view rows.
 
         Args:
             tokens: float32 ``[B, T, N, token_dim]`` (``N >= 1``; padded rows masked).
             token_mask: bool ``[B, T, N]``, True for real tokens.
+            views: float32 ``[B, T, K, view_dim]`` key-view rows, or None (no views).
+                Ignored by a model without a view projection (``view_dim = 0``).
+            view_mask: bool ``[B, T, K]``, True for real rows (required with ``views``).
 
         Returns:
             float32 ``[B, T, d]``.
@@ -196,7 +210,15 @@ class VideoPooler(nn.Module):
         key_counts = torch.zeros(s, dtype=tokens.dtype, device=tokens.device).index_add(0, seg, is_key)
         feats = count_features(counts, key_counts)  # (S, 5)
 
-        x = self.ln(F.gelu(self.inp(packed)))  # (M, d)
+        x = self.inp(packed)  # (M, d)
+        present = counts > 0
+        if self.view_inp is not None and views is not None and view_mask is not None:
+            nv = views.shape[2]
+            flat_views = view_mask.reshape(s, nv)
+            seg = torch.cat([seg, flat_views.nonzero(as_tuple=True)[0]])
+            x = torch.cat([x, self.view_inp(views.reshape(s, nv, -1)[flat_views])])  # (M + Mv, d)
+            present = present | flat_views.any(-1)
+        x = self.ln(F.gelu(x))
         k, v = self.kv(x).split(self.h * self.hd, dim=-1)
         k = k.view(-1, self.h, self.hd)  # (M, ph, hd)
         v = v.view(-1, self.h, self.hd)
@@ -211,8 +233,7 @@ class VideoPooler(nn.Module):
         pooled = torch.zeros(s, self.h, self.hd, dtype=v.dtype, device=v.device)
         pooled = pooled.index_add(0, seg, w[..., None] * v).reshape(s, -1)  # (S, d)
         pooled = self.out(pooled)
-        has = counts > 0
-        pooled = torch.where(has[:, None], pooled, self.empty.expand_as(pooled))
+        pooled = torch.where(present[:, None], pooled, self.empty.expand_as(pooled))
         return (pooled + self.count(feats)).view(b, t, -1)
 
 
@@ -325,7 +346,8 @@ class Commentator(nn.Module):
         return emb
 
     def embed(
-        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor
+        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor,
+        views: torch.Tensor | None = None, view_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Input embeddings of positions: pooled video where ``is_frame`` plus text where given.
 
@@ -335,11 +357,13 @@ class Commentator(nn.Module):
             token_mask: bool ``[B, P, N]``, True for real tokens.
             is_frame: bool ``[B, P]``.
             text_in: int64 ``[B, P]`` text ids or ``NO_TEXT`` (-1).
+            views: float32 ``[B, P, K, view_dim]`` key-view rows per position, or None.
+            view_mask: bool ``[B, P, K]``, True for real rows.
 
         Returns:
             float32 ``[B, P, d]``.
         """
-        x = self.pooler(video_tokens, token_mask) * is_frame[..., None]
+        x = self.pooler(video_tokens, token_mask, views, view_mask) * is_frame[..., None]
         has_text = text_in != NO_TEXT
         return x + self.embed_text(text_in.clamp(min=0)) * has_text[..., None]
 
@@ -397,7 +421,8 @@ class Commentator(nn.Module):
     # -- training ---------------------------------------------------------
 
     def forward(
-        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor
+        self, video_tokens: torch.Tensor, token_mask: torch.Tensor, is_frame: torch.Tensor, text_in: torch.Tensor,
+        views: torch.Tensor | None = None, view_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Full-sequence forward pass with a causal mask (training, teacher-forced evaluation).
 
@@ -420,7 +445,7 @@ class Commentator(nn.Module):
             raise ValueError(f"B-Flow tokens have width {dim}, the model takes {self.cfg.token_dim}")
         if p > self.cfg.capacity:
             raise ValueError(f"sequence of {p} positions exceeds the KV cache capacity {self.cfg.capacity}")
-        x = self.drop(self.embed(video_tokens, token_mask, is_frame, text_in))
+        x = self.drop(self.embed(video_tokens, token_mask, is_frame, text_in, views, view_mask))
         h = self.lm.base_model(inputs_embeds=x, use_cache=False).last_hidden_state
         return self.logits(h)
 
@@ -448,6 +473,23 @@ class Commentator(nn.Module):
         if not np.isfinite(tokens).all():
             raise ValueError("B-Flow tokens contain NaN or infinity")
         return tokens.astype(np.float32, copy=False)
+
+    def check_views(self, views: np.ndarray | None) -> np.ndarray | None:
+        """``views`` as float32 ``[K, view_dim]``, or None when there are none.
+
+        A model without a view projection (``view_dim = 0``) ignores views.
+
+        Raises:
+            ValueError: If it is not a finite ``[K, view_dim]`` array.
+        """
+        if views is None or len(views) == 0 or not self.cfg.view_dim:
+            return None
+        if not isinstance(views, np.ndarray) or views.ndim != 2 or views.shape[1] != self.cfg.view_dim:
+            desc = f"{views.dtype} {list(views.shape)}" if isinstance(views, np.ndarray) else type(views).__name__
+            raise ValueError(f"expected float32 [K, {self.cfg.view_dim}] key-view rows, got {desc}")
+        if not np.isfinite(views).all():
+            raise ValueError("key-view rows contain NaN or infinity")
+        return views.astype(np.float32, copy=False)
 
     def _feed(self, states: list[CommentatorState], x: torch.Tensor) -> torch.Tensor:
         """Appends one position per state with inputs ``x`` ``[b, 1, d]`` in one batched
@@ -478,30 +520,33 @@ class Commentator(nn.Module):
         ids = logits.argmax(-1).tolist()
         return [c.eol_id if len(s.line) >= self.cfg.max_line_tokens else i for s, i in zip(states, ids, strict=True)]
 
-    def _video_inputs(self, arrays: list[np.ndarray], last: list[int]) -> torch.Tensor:
-        """Input vectors ``[b, 1, d]`` of one video position per session (B-Flow tokens
-        padded to the longest; the previous token too in the parallel format)."""
+    def _video_inputs(self, videos: list[tuple[np.ndarray, np.ndarray | None]], last: list[int]) -> torch.Tensor:
+        """Input vectors ``[b, 1, d]`` of one video position per session (B-Flow tokens and
+        key-view rows padded to the longest; the previous token too in the parallel format)."""
         dev = self.extra_out.device
-        b, n = len(arrays), max(1, *(a.shape[0] for a in arrays))
-        padded = np.zeros((b, 1, n, self.cfg.token_dim), dtype=np.float32)
-        valid = np.zeros((b, 1, n), dtype=bool)
-        for i, a in enumerate(arrays):
-            padded[i, 0, : a.shape[0]] = a
-            valid[i, 0, : a.shape[0]] = True
-        vt, vm = torch.from_numpy(padded).to(dev), torch.from_numpy(valid).to(dev)
-        frame = torch.ones(b, 1, dtype=torch.bool, device=dev)
+        vt, vm = _pad([t for t, _ in videos], self.cfg.token_dim)
+        vv = vvm = None
+        if any(v is not None for _, v in videos):
+            vv, vvm = _pad([v if v is not None else np.zeros((0, self.cfg.view_dim), np.float32)
+                            for _, v in videos], self.cfg.view_dim)
+            vv, vvm = vv.to(dev), vvm.to(dev)
+        frame = torch.ones(len(videos), 1, dtype=torch.bool, device=dev)
         text = torch.tensor(last, dtype=torch.long, device=dev)[:, None]
-        return self.embed(vt, vm, frame, text)
+        return self.embed(vt.to(dev), vm.to(dev), frame, text, vv, vvm)
 
-    def step(self, state: CommentatorState, tokens: np.ndarray) -> list[int]:
+    def step(self, state: CommentatorState, tokens: np.ndarray, views: np.ndarray | None = None) -> list[int]:
         """One model step (one video frame) of one session: :meth:`step_batch` of one.
 
         Raises:
-            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array.
+            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array (or ``views``
+                not a finite ``[K, view_dim]`` one).
         """
-        return self.step_batch([state], [tokens])[0]
+        return self.step_batch([state], [tokens], [views])[0]
 
-    def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[int]]:
+    def step_batch(
+        self, states: list[CommentatorState], tokens: list[np.ndarray],
+        views: Sequence[np.ndarray | None] | None = None,
+    ) -> list[list[int]]:
         """One model step (one video frame) of each of several sessions, batched: a
         :class:`StepBatch` of them run to the end. Results equal those of stepping the
         sessions one at a time.
@@ -509,6 +554,8 @@ class Commentator(nn.Module):
         Args:
             states: The sessions' states (updated in place); distinct sessions of one cache.
             tokens: float32 ``[N_i, token_dim]`` B-Flow tokens of this step per session.
+            views: float32 ``[K_i, view_dim]`` key-view rows per session (None or ``K_i = 0``
+                where the step has no view); None for no views at all.
 
         Returns:
             Per session, the ids said in this step, in order (text and end-of-line ids;
@@ -517,7 +564,7 @@ class Commentator(nn.Module):
         Raises:
             ValueError: If the lists differ in length, or as :meth:`StepBatch.add`.
         """
-        return _run_to_end(StepBatch(self), states, tokens)
+        return _run_to_end(StepBatch(self), states, tokens, views)
 
 
 class StepBatch:
@@ -552,7 +599,7 @@ class StepBatch:
         """Handles of the unfinished steps."""
         return list(self._steps)
 
-    def add(self, state: CommentatorState, tokens: np.ndarray) -> int:
+    def add(self, state: CommentatorState, tokens: np.ndarray, views: np.ndarray | None = None) -> int:
         """Adds one model step of a session; it feeds its video position in the next round.
 
         Args:
@@ -560,15 +607,17 @@ class StepBatch:
                 unfinished step of this batch may be the same session, and every
                 session of a batch shares one cache.
             tokens: float32 ``[N, token_dim]`` B-Flow tokens of the step (``N`` may be 0).
+            views: float32 ``[K, view_dim]`` key-view rows of the step, or None.
 
         Returns:
             The step's handle (what :meth:`run_round` reports its ids by).
 
         Raises:
-            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array, or the
-                session is already stepping here or has another cache.
+            ValueError: If ``tokens`` is not a finite ``[N, token_dim]`` array (``views``
+                not a finite ``[K, view_dim]`` one), or the session is already stepping
+                here or has another cache.
         """
-        arr = self.model.check_tokens(tokens)
+        arr = self.model.check_tokens(tokens), self.model.check_views(views)
         others = [st.state for st in self._steps.values()]
         if any(o.cache is not state.cache or o.slot == state.slot for o in others):
             raise ValueError("states stepped together must be distinct sessions of one cache")
@@ -596,7 +645,7 @@ class StepBatch:
         if video:
             steps = [self._steps[h] for h in video]
             last = [st.state.last_token if parallel else NO_TEXT for st in steps]
-            parts.append(m._video_inputs([st.video for st in steps], last))
+            parts.append(m._video_inputs([st.video for st in steps if st.video is not None], last))
             for st in steps:
                 st.video = None
                 st.state.steps += 1
@@ -629,16 +678,20 @@ class StepBatch:
         return said
 
 
-def _run_to_end(batch: Any, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[Any]]:
+def _run_to_end(
+    batch: Any, states: list[CommentatorState], tokens: list[np.ndarray],
+    views: Sequence[np.ndarray | None] | None = None,
+) -> list[list[Any]]:
     """Adds one step per session to an empty :class:`StepBatch` (or
     :class:`TextStepBatch`) and runs it to the end; returns what each session said, in order.
 
     Raises:
         ValueError: If the lists differ in length, or as :meth:`StepBatch.add`.
     """
-    if len(states) != len(tokens):
-        raise ValueError(f"{len(states)} states but {len(tokens)} token arrays")
-    handles = [batch.add(s, t) for s, t in zip(states, tokens, strict=True)]
+    views = [None] * len(tokens) if views is None else views
+    if not len(states) == len(tokens) == len(views):
+        raise ValueError(f"{len(states)} states but {len(tokens)} token arrays and {len(views)} views")
+    handles = [batch.add(s, t, v) for s, t, v in zip(states, tokens, views, strict=True)]
     said: dict[int, list[Any]] = {h: [] for h in handles}
     while not batch.done:
         for h, item in batch.run_round():
@@ -648,11 +701,24 @@ def _run_to_end(batch: Any, states: list[CommentatorState], tokens: list[np.ndar
 
 @dataclass
 class _Step:
-    """An unfinished step of a :class:`StepBatch`: its video tokens until they are fed."""
+    """An unfinished step of a :class:`StepBatch`: its B-Flow tokens and key-view rows
+    until they are fed."""
 
     state: CommentatorState
-    video: np.ndarray | None
+    video: tuple[np.ndarray, np.ndarray | None] | None
     n_said: int = 0
+
+
+def _pad(arrays: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of one position per session padded to the longest: ``(float32 [b, 1, n, width],
+    bool [b, 1, n])`` with ``n >= 1``."""
+    b, n = len(arrays), max(1, *(a.shape[0] for a in arrays))
+    padded = np.zeros((b, 1, n, width), dtype=np.float32)
+    valid = np.zeros((b, 1, n), dtype=bool)
+    for i, a in enumerate(arrays):
+        padded[i, 0, : a.shape[0]] = a
+        valid[i, 0, : a.shape[0]] = True
+    return torch.from_numpy(padded), torch.from_numpy(valid)
 
 
 # ---------------------------------------------------------------------------
@@ -741,14 +807,7 @@ def load_checkpoint(path: Path, *, map_location: str = "cpu") -> tuple[Commentat
         BackboneError: If its pretrained backbone is not available locally.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"commentator checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read commentator checkpoint {path}: {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "mmduplex-commentator":
-        raise CheckpointError(f"{path} is not an MM-Duplex commentator checkpoint")
+    ckpt = _read_checkpoint(path, map_location)
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
     try:
@@ -768,6 +827,28 @@ def load_checkpoint(path: Path, *, map_location: str = "cpu") -> tuple[Commentat
         raise CheckpointError(f"invalid commentator checkpoint {path}: {e}") from e
     model.to(map_location).eval()
     return model, dict(ckpt.get("meta", {}))
+
+
+def read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The metadata of a checkpoint (training data, metrics, view schedule), without building the model.
+
+    Raises:
+        CheckpointError: If the file is missing or not a commentator checkpoint.
+    """
+    return dict(_read_checkpoint(Path(path), "cpu").get("meta", {}))
+
+
+def _read_checkpoint(path: Path, map_location: str) -> dict[str, Any]:
+    """The raw checkpoint dict of a commentator checkpoint file (see :func:`save_checkpoint`)."""
+    if not path.is_file():
+        raise CheckpointError(f"commentator checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read commentator checkpoint {path}: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "mmduplex-commentator":
+        raise CheckpointError(f"{path} is not an MM-Duplex commentator checkpoint")
+    return ckpt
 
 
 # ---------------------------------------------------------------------------
@@ -841,17 +922,21 @@ class CommentatorRuntime:
             self.cache = self.model.new_cache()
         return self.model.new_state(self.cache)
 
-    def step(self, state: CommentatorState, tokens: np.ndarray) -> list[LinePiece]:
+    def step(self, state: CommentatorState, tokens: np.ndarray, views: np.ndarray | None = None) -> list[LinePiece]:
         """One model step of one session, as text (:meth:`step_batch` of one)."""
-        return self.step_batch([state], [tokens])[0]
+        return self.step_batch([state], [tokens], [views])[0]
 
-    def step_batch(self, states: list[CommentatorState], tokens: list[np.ndarray]) -> list[list[LinePiece]]:
+    def step_batch(
+        self, states: list[CommentatorState], tokens: list[np.ndarray],
+        views: Sequence[np.ndarray | None] | None = None,
+    ) -> list[list[LinePiece]]:
         """One model step of several sessions in one batch, as text (a
         :meth:`new_batch` run to the end).
 
         Args:
             states: Distinct sessions of this runtime (updated in place).
             tokens: float32 ``[N_i, 64]`` B-Flow tokens of this step per session (N_i may be 0).
+            views: float32 ``[K_i, view_dim]`` key-view rows per session (None where none).
 
         Returns:
             Per session, what was said in this step, in order (empty when silent); a step
@@ -860,7 +945,7 @@ class CommentatorRuntime:
         Raises:
             ValueError: If a token array is malformed or the lists differ in length.
         """
-        return _run_to_end(self.new_batch(), states, tokens)
+        return _run_to_end(self.new_batch(), states, tokens, views)
 
     def new_batch(self) -> TextStepBatch:
         """An empty :class:`TextStepBatch` of this runtime's sessions."""
@@ -885,13 +970,13 @@ class TextStepBatch:
         """Handles of the unfinished steps."""
         return self.batch.unfinished
 
-    def add(self, state: CommentatorState, tokens: np.ndarray) -> int:
+    def add(self, state: CommentatorState, tokens: np.ndarray, views: np.ndarray | None = None) -> int:
         """Adds one model step of a session (:meth:`StepBatch.add`); returns its handle.
 
         Raises:
             ValueError: As :meth:`StepBatch.add`.
         """
-        handle = self.batch.add(state, tokens)
+        handle = self.batch.add(state, tokens, views)
         self._states[handle] = state
         return handle
 

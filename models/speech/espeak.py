@@ -1,6 +1,6 @@
-"""Text-to-speech for live commentary, backed by espeak-ng.
+"""The fallback voice: espeak-ng, a formant synthesizer (a :class:`~models.speech.engine.SpeechEngine`).
 
-`SpeechEngine.synthesize` turns a short commentary line into int16 mono PCM at
+`EspeakEngine.synthesize` turns a short commentary line into int16 mono PCM at
 espeak-ng's native 22,050 Hz, in a few milliseconds on one CPU core.
 
 Licensing: espeak-ng is GPL-3.0-or-later. MM-Duplex does not ship, vendor or modify
@@ -11,7 +11,7 @@ must honour espeak-ng's licence for the library itself.
 
 espeak-ng keeps its synthesizer state in process globals. The library is therefore
 loaded and initialised once per process (`_Espeak`, a lazy singleton); every
-`SpeechEngine` shares it, and one process-wide lock serialises synthesis, so
+`EspeakEngine` shares it, and one process-wide lock serialises synthesis, so
 `synthesize` is safe to call from several threads (e.g. `asyncio.to_thread`). Each
 engine re-applies its own voice, rate and pitch when they differ from what was used
 last. espeak-ng's output is not bit-exact between calls (its voicing has a little
@@ -58,8 +58,8 @@ _SynthCallback = ctypes.CFUNCTYPE(
 
 
 @dataclass(frozen=True)
-class SpeechConfig:
-    """Voice settings of one `SpeechEngine`."""
+class EspeakConfig:
+    """Voice settings of one `EspeakEngine`."""
 
     # espeak-ng voice name (a file under espeak-ng-data/lang, case-insensitive):
     # "en-us", "en" (British), "en-gb-x-rp", "fr", "de". Not a BCP-47 tag: "en-gb"
@@ -160,7 +160,7 @@ class _Espeak:
         self.lib = lib
         self.sample_rate_hz: int = sample_rate_hz
         self._pcm = bytearray()  # samples of the synthesis in progress, native int16
-        self._applied: SpeechConfig | None = None
+        self._applied: EspeakConfig | None = None
         # The library keeps only the raw function pointer: hold the ctypes object for
         # the life of the process so it is never garbage-collected.
         self._callback = _SynthCallback(self._on_audio)
@@ -179,7 +179,7 @@ class _Espeak:
             self._pcm.extend(ctypes.string_at(wav, 2 * num_samples))
         return 0
 
-    def apply(self, config: SpeechConfig) -> None:
+    def apply(self, config: EspeakConfig) -> None:
         """Makes `config` the library's current voice, rate and pitch; hold `lock`.
 
         Raises:
@@ -231,21 +231,23 @@ class _Espeak:
         return pcm
 
 
-class SpeechEngine:
+class EspeakEngine:
     """Speaks text with espeak-ng; thread-safe, shares one espeak-ng per process.
 
     Attributes:
         config: voice, rate and pitch used by this engine.
+        name: ``espeak-ng:<voice>``.
         sample_rate_hz: sample rate of `synthesize`'s output (espeak-ng's native 22,050).
     """
 
-    def __init__(self, config: SpeechConfig = SpeechConfig()) -> None:
+    def __init__(self, config: EspeakConfig = EspeakConfig()) -> None:
         """Loads espeak-ng (once per process) and checks the configured voice.
 
         Raises:
             SpeechError: espeak-ng cannot be loaded or initialised, or the voice is unknown.
         """
         self.config = config
+        self.name = f"espeak-ng:{config.voice}"
         self._espeak = _Espeak.get()
         self.sample_rate_hz: int = self._espeak.sample_rate_hz
         self._closed = False
@@ -271,7 +273,7 @@ class SpeechEngine:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         if self._closed:
-            raise SpeechError("SpeechEngine is closed")
+            raise SpeechError("EspeakEngine is closed")
         text = text.replace("\x00", " ").strip()
         if not text:
             return np.zeros(0, dtype=np.int16)

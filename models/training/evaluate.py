@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.data.dataset import ClipFeatures, clip_sequence, gather_video, load_all_features
+from models.data.dataset import ClipFeatures, clip_sequence, gather_video, gather_views, load_all_features
 from models.lm.commentator import CommentatorRuntime, CommentatorState
 from models.lm.duplex import IGNORE, PositionSequence
 from models.lm.vocab import words
@@ -83,7 +83,7 @@ def run_clip(
     lines: list[ProducedLine] = []
     cur, start = "", 0.0
     for t in range(feats.n_steps):
-        for piece in rt.step(state, feats.step_tokens(t)):
+        for piece in rt.step(state, feats.step_tokens(t), feats.step_views(t)):
             if piece.text and not cur:
                 start = float(feats.pts_s[t])
             cur += piece.text
@@ -119,9 +119,11 @@ def teacher_forced(
         b = min(n, a + cap)
         frames = seq.is_frame[a:b]
         tokens, mask = gather_video(feats, seq.step[a:b], frames)
+        views, view_mask = gather_views(feats, seq.step[a:b], frames)
         vt, vm = torch.from_numpy(tokens)[None], torch.from_numpy(mask)[None]
+        vv, vvm = torch.from_numpy(views)[None], torch.from_numpy(view_mask)[None]
         text = torch.from_numpy(seq.text_in[a:b].copy())[None]
-        logits = model(vt, vm, torch.from_numpy(frames.copy())[None], text)[0]
+        logits = model(vt, vm, torch.from_numpy(frames.copy())[None], text, vv, vvm)[0]
         logits = logits.masked_fill(model.banned, float("-inf"))
         lp = torch.log_softmax(logits, -1)
         y = torch.from_numpy(seq.target[a:b].copy())
@@ -217,7 +219,8 @@ def evaluate(
     sims: list[float] = []
     parts = []
     duration_s = 0.0
-    steps = positions = n_tokens = 0
+    steps = positions = n_tokens = n_views = 0
+    distinct: set[str] = set()
     step_time = 0.0
     kv_bytes = 0
     examples: list[dict[str, Any]] = []
@@ -252,6 +255,8 @@ def evaluate(
         n_ref_lines += len(refs)
         duration_s += feats.n_steps / MODEL_FPS_HZ
         n_tokens += int(feats.counts().sum())
+        n_views += feats.views_taken()
+        distinct.update(" ".join(words(ln.text)) for ln in lines)
 
         seq = clip_sequence(refs, feats.n_steps, rt.codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
                             delay_steps=delay)
@@ -285,10 +290,14 @@ def evaluate(
         "semantic_similarity": float(np.mean(sims)) if sims else None,
         "lines": n_lines,
         "lines_per_min": n_lines / minutes,
+        # A commentator that repeats one sentence is not commentating.
+        "distinct_lines_per_min": len(distinct) / minutes,
         "reference_lines_per_min": n_ref_lines / minutes,
         "steps_per_s": steps / step_time if step_time > 0 else None,
         "positions_per_s": positions / step_time if step_time > 0 else None,
         "bflow_tokens_per_s": n_tokens / duration_s if duration_s else 0.0,
+        # What B-Flow buys: the image encoder runs only on key views, not on every step.
+        "encoder_calls_per_s": n_views / duration_s if duration_s else 0.0,
         "dense_tokens_per_s": DENSE_TOKENS_PER_STEP * steps / duration_s if duration_s else 0.0,
         "kv_cache_bytes_per_session": kv_bytes,
         "window_positions": rt.model.cfg.window_positions,

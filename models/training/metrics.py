@@ -323,3 +323,66 @@ def event_scores(
                 recalled = hit_lines[i] = True
         recall_hits += recalled
     return recall_hits, len(events), sum(hit_lines), len(lines)
+
+
+def noun_lemma(word: str) -> str:
+    """The singular of a plural English noun, for matching mentions (``people`` → ``person``,
+    ``cars`` → ``car``, ``buses`` → ``bus``); other words unchanged. Lowercase input."""
+    irregular = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse",
+                 "sheep": "sheep", "geese": "goose", "feet": "foot", "teeth": "tooth", "knives": "knife"}
+    if word in irregular:
+        return irregular[word]
+    for suffix, repl in (("ies", "y"), ("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("xes", "x"), ("uses", "us")):
+        if word.endswith(suffix) and len(word) > len(suffix):
+            return word[: -len(suffix)] + repl
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def object_mention_scores(
+    produced: Sequence[tuple[float, str]],
+    references: Sequence[tuple[float, str]],
+    nouns: Iterable[str],
+    tolerance_s: float = 2.0,
+    *,
+    words: Callable[[str], list[str]],
+) -> tuple[int, int, int, int]:
+    """Counts for object mention recall and precision against reference lines.
+
+    A reference line's object noun is *recalled* when a produced line starting within
+    ``±tolerance_s`` of it says the same noun (plurals count as their singular); a
+    noun said in a produced line is *precise* when a reference line within ``±tolerance_s``
+    has it. ``recall = recall_hits / n_reference_nouns``, ``precision = precision_hits /
+    n_said_nouns``; sum the counts over clips before dividing. This is
+    :func:`event_scores` with each (line, noun) pair as an event.
+
+    Args:
+        produced: ``(start_s, text)`` per produced line, seconds on the clip's clock.
+        references: ``(start_s, text)`` per reference line (the teachers' labels).
+        nouns: The object nouns (singular, lowercase) that count; other words are ignored.
+        tolerance_s: Allowed ``|start_s - start_s'|``, seconds.
+        words: Splits a line into lowercase words (e.g. ``models.lm.vocab.words``).
+
+    Returns:
+        ``(recall_hits, n_reference_nouns, precision_hits, n_said_nouns)``.
+
+    Raises:
+        ValueError: If ``tolerance_s`` is negative or not finite.
+    """
+    vocab = set(nouns)
+
+    def said(lines: Sequence[tuple[float, str]]) -> list[tuple[float, str]]:
+        out = []
+        for start_s, text in lines:
+            for noun in dict.fromkeys(noun_lemma(w) for w in words(text)):
+                if noun in vocab:
+                    out.append((start_s, noun))
+        return out
+
+    def mentions(text: str, noun: str) -> bool:
+        return noun in {noun_lemma(w) for w in words(text)}
+
+    rec_hits, n_ref, _, _ = event_scores(said(references), produced, tolerance_s, mentions=mentions)
+    prec_hits, n_said, _, _ = event_scores(said(produced), references, tolerance_s, mentions=mentions)
+    return rec_hits, n_ref, prec_hits, n_said

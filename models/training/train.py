@@ -30,7 +30,7 @@ import logging
 import math
 import multiprocessing as mp
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.data.dataset import ClipExample, clip_lines, feature_key, find_clips, gather_video, load_examples
+from models.data.dataset import (
+    VIEW_CONFIGS,
+    ClipExample,
+    clip_lines,
+    examples_from_features,
+    feature_key,
+    find_clips,
+    gather_video,
+    gather_views,
+    load_all_features,
+)
 from models.lm.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
 from models.lm.duplex import IGNORE, NO_TEXT
 from models.lm.text import WordCodec, spoken_ids
 from models.vision import bflow
+from models.vision.encoder import EncoderConfig
 from models.vision.video import MODEL_FPS_HZ
 from streams import settings
 
@@ -78,7 +89,7 @@ def backbone_config(
     )
 
 
-TrainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+TrainBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def make_batch(
@@ -104,7 +115,8 @@ def make_batch(
 
     Returns:
         ``(video_tokens float32 [B, P, Nmax, 64], token_mask bool [B, P, Nmax],
-        is_frame bool [B, P], text_in int64 [B, P], targets int64 [B, P])``; positions
+        is_frame bool [B, P], text_in int64 [B, P], targets int64 [B, P],
+        views float32 [B, P, Kmax, view_dim], view_mask bool [B, P, Kmax])``; positions
         past the data have ``targets = IGNORE``.
     """
     items = []
@@ -124,30 +136,44 @@ def make_batch(
         items.append(parts)
     videos = [[gather_video(ex.features, ex.sequence.step[a:b], ex.sequence.is_frame[a:b]) for ex, a, b in parts]
               for parts in items]
-    nmax = max(v[0].shape[1] for row in videos for v in row)
-    dim = examples[0].features.tokens.shape[1]
-    vt = np.zeros((batch_size, seq_len, nmax, dim), np.float32)
-    vm = np.zeros((batch_size, seq_len, nmax), bool)
+    views = [[gather_views(ex.features, ex.sequence.step[a:b], ex.sequence.is_frame[a:b]) for ex, a, b in parts]
+             for parts in items]
+    vt, vm = _stack(videos, batch_size, seq_len, examples[0].features.tokens.shape[1])
+    vv, vvm = _stack(views, batch_size, seq_len, examples[0].features.views.shape[1])
     frame = np.zeros((batch_size, seq_len), bool)
     text = np.full((batch_size, seq_len), NO_TEXT, np.int64)
     ys = np.full((batch_size, seq_len), IGNORE, np.int64)
-    for bi, (parts, row) in enumerate(zip(items, videos, strict=True)):
+    for bi, parts in enumerate(items):
         p = 0
-        for (ex, a, b), (t, m) in zip(parts, row, strict=True):
+        for ex, a, b in parts:
             seq = ex.sequence
             frame[bi, p : p + b - a] = seq.is_frame[a:b]
             text[bi, p : p + b - a] = seq.text_in[a:b]
             ys[bi, p : p + b - a] = seq.target[a:b]
-            vt[bi, p : p + b - a, : t.shape[1]] = t
-            vm[bi, p : p + b - a, : m.shape[1]] = m
             p += b - a
     return (torch.from_numpy(vt), torch.from_numpy(vm), torch.from_numpy(frame), torch.from_numpy(text),
-            torch.from_numpy(ys))
+            torch.from_numpy(ys), torch.from_numpy(vv), torch.from_numpy(vvm))
+
+
+def _stack(rows: list[list[tuple[np.ndarray, np.ndarray]]], batch_size: int, seq_len: int, width: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Batch items made of runs of ``(float32 [p, n, width], bool [p, n])`` gathered rows
+    -> ``(float32 [B, P, Nmax, width], bool [B, P, Nmax])``."""
+    nmax = max(r[0].shape[1] for row in rows for r in row)
+    out = np.zeros((batch_size, seq_len, nmax, width), np.float32)
+    mask = np.zeros((batch_size, seq_len, nmax), bool)
+    for bi, row in enumerate(rows):
+        p = 0
+        for t, m in row:
+            out[bi, p : p + len(t), : t.shape[1]] = t
+            mask[bi, p : p + len(t), : m.shape[1]] = m
+            p += len(t)
+    return out, mask
 
 
 def _loss(model: Commentator, batch: TrainBatch, weight: torch.Tensor) -> torch.Tensor:
-    vt, vm, frame, text, y = batch
-    logits = model(vt, vm, frame, text)
+    vt, vm, frame, text, y, vv, vvm = batch
+    logits = model(vt, vm, frame, text, vv, vvm)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), weight=weight, ignore_index=IGNORE)
 
 
@@ -261,7 +287,8 @@ def train(
         backbone: ``tiny``, ``smollm2-135m`` or ``hf`` (see :mod:`models.lm.backbone`).
         backbone_path: Local model folder for ``hf``.
         duplex_format: ``interleaved`` or ``parallel`` (see :mod:`models.lm.duplex`).
-        video_tokenizer: ``bflow`` (live) or ``dense`` (the ablation baseline).
+        video_tokenizer: ``bflow`` (live: B-Flow tokens and key views), ``every-frame``
+            (a key view of every step) or ``dense`` (ablation baselines).
         data_dir: Procedural clips (``*.mp4`` + ``*.json``, also in subfolders);
             generated with :func:`generate_clips` when it holds no clip.
         extra_data: More clip folders used for training only (real footage with
@@ -327,6 +354,11 @@ def train(
 
     cfg = config or backbone_config(backbone, backbone_path=backbone_path, duplex_format=duplex_format,
                                     video_tokenizer=video_tokenizer)
+    t0 = time.perf_counter()
+    feats = load_all_features(train_clips + eval_clips, workers=workers, progress=progress,
+                              tokenizer=cfg.video_tokenizer)
+    timing["features"] = time.perf_counter() - t0
+    cfg = replace(cfg, view_dim=max(f.views.shape[1] for f in feats))  # 0 without views (dense)
     saved = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
     codec = None
     if cfg.backbone == "tiny":
@@ -335,11 +367,8 @@ def train(
     torch.manual_seed(seed)
     model = build_commentator(cfg, codec)
     codec = model.codec
-    t0 = time.perf_counter()
-    examples = load_examples(train_clips + eval_clips, codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
-                             delay_steps=delay_steps, workers=workers, progress=progress,
-                             tokenizer=cfg.video_tokenizer)
-    timing["features"] = time.perf_counter() - t0
+    examples = examples_from_features(train_clips + eval_clips, feats, codec, fmt=cfg.duplex_format,
+                                      k=cfg.step_tokens, delay_steps=delay_steps)
     train_ex, eval_ex = examples[: len(train_clips)], examples[len(train_clips):]
 
     lr = lr if lr is not None else (2e-3 if cfg.backbone == "tiny" else 1e-3)
@@ -369,6 +398,8 @@ def train(
         "feature_key": feature_key(cfg.video_tokenizer),
         "bflow_config": asdict(bflow.BFlowConfig()),
         "token_dim": bflow.TOKEN_DIM,
+        "views": ({"config": asdict(VIEW_CONFIGS[cfg.video_tokenizer]), "encoder": asdict(EncoderConfig())}
+                  if cfg.video_tokenizer in VIEW_CONFIGS else None),
         "fps_hz": MODEL_FPS_HZ,
         "data_dir": str(data_dir),
         "extra_data": [str(d) for d in extra_data],

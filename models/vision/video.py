@@ -62,16 +62,43 @@ class ModelFrame:
     rgb: np.ndarray
 
 
+#: FFmpeg's "unknown" codec level (``AV_LEVEL_UNKNOWN``), the level of a fresh decoder.
+LEVEL_UNKNOWN = -99
+
+
 @dataclass(frozen=True)
 class CodecParams:
-    """What a decoder needs to open a stream (see ``streams.messages.StreamHeader``).
+    """What a decoder needs to open a stream: the demuxer's ``AVCodecParameters``.
+
+    Carried in ``streams.messages.StreamHeader``. The defaults are those of a freshly
+    created FFmpeg decoder, so a field left at its default changes nothing. Some codecs
+    cannot decode without more than the codec name: MS-MPEG4 and Cinepak need the
+    frame size, QuickTime RLE the bits per coded sample, Ut Video and raw video the
+    codec tag or the pixel format.
 
     Attributes:
         codec_name: FFmpeg decoder name (``h264``, ``mpeg4``, ``vp9``, ...).
         extradata: Codec extradata bytes, possibly empty.
-        width: Coded width in pixels (0 if unknown).
-        height: Coded height in pixels (0 if unknown).
+        width: Frame width in pixels as the demuxer reported it (0 if unknown).
+        height: Frame height in pixels as the demuxer reported it (0 if unknown).
         fps_hz: Average source frame rate in Hz (0 if unknown).
+        codec_tag: The container's FourCC (e.g. ``MP43``, ``cvid``), 4 characters in
+            FFmpeg's little-endian order, or "" if none.
+        pix_fmt: FFmpeg pixel format name of the coded frames (``yuv420p``,
+            ``yuv422p10le``, ...), or "" if unknown.
+        bits_per_coded_sample: Bits per coded pixel as the container declares it
+            (e.g. 24 in an AVI ``BITMAPINFOHEADER``), 0 if unknown.
+        profile: FFmpeg profile name (``High``, ``Main 10``, ...), or "" if unknown.
+        level: Codec level as FFmpeg numbers it (e.g. 30 for H.264 3.0),
+            :data:`LEVEL_UNKNOWN` if unknown.
+        sample_aspect_ratio: Pixel aspect ratio as (numerator, denominator); (0, 1) if
+            unknown.
+        field_order: FFmpeg ``AVFieldOrder`` (0 unknown, 1 progressive, 2-5 interlaced).
+        color_range: FFmpeg ``AVColorRange`` (0 unspecified, 1 limited, 2 full).
+        color_primaries: FFmpeg ``AVColorPrimaries`` (2 unspecified).
+        color_trc: FFmpeg ``AVColorTransferCharacteristic`` (2 unspecified).
+        colorspace: FFmpeg ``AVColorSpace``, the YUV matrix (2 unspecified).
+        video_delay: Frames of reordering delay (B-frames) the stream declares.
     """
 
     codec_name: str
@@ -79,6 +106,59 @@ class CodecParams:
     width: int = 0
     height: int = 0
     fps_hz: float = 0.0
+    codec_tag: str = ""
+    pix_fmt: str = ""
+    bits_per_coded_sample: int = 0
+    profile: str = ""
+    level: int = LEVEL_UNKNOWN
+    sample_aspect_ratio: tuple[int, int] = (0, 1)
+    field_order: int = 0
+    color_range: int = 0
+    color_primaries: int = 2
+    color_trc: int = 2
+    colorspace: int = 2
+    video_delay: int = 0
+
+
+def _codec_context(params: CodecParams) -> av.video.codeccontext.VideoCodecContext:
+    """A decoder with every codec parameter set on it (FFmpeg opens it on the first packet).
+
+    Raises:
+        UnknownCodecError: If FFmpeg has no decoder named ``params.codec_name``.
+        MediaError: If a parameter is invalid (an unknown pixel format, a tag that is
+            not 4 characters, a value out of range).
+    """
+    try:
+        codec = av.CodecContext.create(params.codec_name, "r")
+    except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as exc:
+        raise UnknownCodecError(f"no decoder for codec {params.codec_name!r}: {exc}") from None
+    if codec.type != "video":
+        raise UnknownCodecError(f"codec {params.codec_name!r} is not a video codec")
+    try:
+        if params.extradata:
+            codec.extradata = params.extradata
+        codec.width, codec.height = params.width, params.height
+        if params.codec_tag:
+            codec.codec_tag = params.codec_tag
+        if params.pix_fmt:
+            codec.pix_fmt = params.pix_fmt
+        codec.bits_per_coded_sample = params.bits_per_coded_sample
+        if params.profile:
+            codec.profile = params.profile
+        codec.level = params.level
+        num, den = params.sample_aspect_ratio
+        if num > 0 and den > 0:
+            codec.sample_aspect_ratio = Fraction(num, den)
+        codec.field_order = params.field_order
+        codec.color_range = params.color_range
+        codec.color_primaries = params.color_primaries
+        codec.color_trc = params.color_trc
+        codec.colorspace = params.colorspace
+        codec.reorder_depth = params.video_delay
+    except (ValueError, OverflowError, TypeError, UnicodeEncodeError) as exc:
+        raise MediaError(f"invalid codec parameters for {params.codec_name}: {exc}") from None
+    codec.thread_count = 1
+    return codec
 
 
 class VideoDecoder:
@@ -96,6 +176,7 @@ class VideoDecoder:
     Raises:
         UnknownCodecError: If FFmpeg has no decoder named ``params.codec_name``.
         OversizedFrameError: If the header announces a frame larger than the limit.
+        MediaError: If another codec parameter is invalid.
     """
 
     def __init__(
@@ -105,13 +186,7 @@ class VideoDecoder:
             raise OversizedFrameError(
                 f"source frame {params.width}x{params.height} exceeds the limit of {max_source_pixels} pixels"
             )
-        try:
-            self._codec = av.CodecContext.create(params.codec_name, "r")
-        except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as exc:
-            raise UnknownCodecError(f"no decoder for codec {params.codec_name!r}: {exc}") from None
-        if params.extradata:
-            self._codec.extradata = params.extradata
-        self._codec.thread_count = 1
+        self._codec = _codec_context(params)
         # One reformatter per stream keeps FFmpeg's scaler context between frames
         # (``VideoFrame.reformat`` builds a new one per call: 5x slower, same pixels).
         self._scaler = VideoReformatter()
@@ -152,9 +227,13 @@ class VideoDecoder:
         return self._decode_packet(packet)
 
     def flush(self) -> list[ModelFrame]:
-        """Drain frames the decoder still holds (call at end of stream)."""
-        if not self._started:
-            return []
+        """Drain frames the decoder still holds (call at end of stream).
+
+        Raises:
+            CorruptPacketError: If FFmpeg fails while draining.
+        """
+        if not self._started or not self._codec.is_open:
+            return []  # nothing went in, or the codec never opened: nothing to drain
         return self._decode_packet(None)
 
     def _decode_packet(self, packet: av.Packet | None) -> list[ModelFrame]:
@@ -219,15 +298,39 @@ def open_container(source: str, *, timeout_s: float = 10.0) -> av.container.Inpu
 
 
 def codec_params(stream: av.video.stream.VideoStream) -> CodecParams:
-    """Read the codec parameters of a demuxed video stream."""
+    """Read every codec parameter the demuxer reported for a video stream.
+
+    Raises:
+        UnknownCodecError: If FFmpeg has no decoder for the stream's codec.
+    """
     ctx = stream.codec_context
+    if ctx is None:
+        raise UnknownCodecError(f"no decoder for the codec of video stream {stream.index}")
     rate = stream.average_rate or stream.guessed_rate or 0
+    try:
+        tag = ctx.codec_tag
+    except UnicodeDecodeError:  # PyAV reads tags as ASCII; a binary tag cannot travel as one
+        log.debug("codec tag of %s is not ASCII: not carried", ctx.name)
+        tag = ""
+    sar = ctx.sample_aspect_ratio
     return CodecParams(
         codec_name=ctx.name,
         extradata=bytes(ctx.extradata or b""),
         width=ctx.width,
         height=ctx.height,
         fps_hz=float(rate),
+        codec_tag="" if tag == "\0\0\0\0" else tag,
+        pix_fmt=ctx.pix_fmt or "",
+        bits_per_coded_sample=ctx.bits_per_coded_sample,
+        profile=ctx.profile or "",
+        level=ctx.level,
+        sample_aspect_ratio=(sar.numerator, sar.denominator) if sar else (0, 1),
+        field_order=ctx.field_order,
+        color_range=ctx.color_range,
+        color_primaries=ctx.color_primaries,
+        color_trc=ctx.color_trc,
+        colorspace=ctx.colorspace,
+        video_delay=ctx.reorder_depth,
     )
 
 

@@ -594,3 +594,62 @@ def test_checkpoint_missing_a_trainable_backbone_key_is_invalid(tmp_path: Path) 
     torch.save(ck, path)
     with pytest.raises(CheckpointError, match="invalid"):
         load_checkpoint(path)  # loads instead, with that weight left at random initialisation
+
+
+# ---------------------------------------------------------------------------
+# Key views (pretrained encoder features next to the B-Flow tokens)
+# ---------------------------------------------------------------------------
+
+VIEW_DIM = 12
+
+
+def _random_views(t: int, seed: int) -> list[np.ndarray | None]:
+    """Key-view rows of ``t`` steps: every 3rd step has a view of 1 or 5 rows."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(int(rng.choice([1, 5])), VIEW_DIM)).astype(np.float32) if i % 3 == 0 else None
+            for i in range(t)]
+
+
+@torch.no_grad()
+def test_views_change_the_input_and_stream_as_forward_sees_them() -> None:
+    """With a view projection, a step's view rows change its pooled input; streamed
+    positions equal forward()'s logits with the same views; batched equals alone."""
+    m = _model(view_dim=VIEW_DIM)
+    steps, views = _random_steps(12, seed=5), _random_views(12, seed=5)
+    seq = _random_sequence("interleaved", 12, seed=5)
+    vt, vm, frame, text = _inputs(seq, steps)
+    rows = [views[int(t)] if f and views[int(t)] is not None else np.zeros((0, VIEW_DIM), np.float32)
+            for t, f in zip(seq.step, seq.is_frame, strict=True)]
+    kmax = max(r.shape[0] for r in rows)
+    vv, vvm = torch.zeros(1, len(rows), kmax, VIEW_DIM), torch.zeros(1, len(rows), kmax, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        vv[0, i, : len(r)], vvm[0, i, : len(r)] = torch.from_numpy(r), True
+    full = m(vt, vm, frame, text, vv, vvm)[0]
+    assert not torch.allclose(full, m(vt, vm, frame, text)[0])  # the views are seen
+    state = m.new_state()
+    got = []
+    for i in range(len(seq)):
+        tid = torch.tensor([[int(seq.text_in[i])]])
+        if seq.is_frame[i]:
+            x = m._video_inputs([(steps[int(seq.step[i])], views[int(seq.step[i])])], [int(seq.text_in[i])])
+        else:
+            x = m.embed_text(tid)
+        got.append(m._feed([state], x)[0])
+    torch.testing.assert_close(torch.stack(got), full, atol=1e-5, rtol=1e-5)
+
+    cache = m.new_cache(slots=2)
+    a, b = m.new_state(cache), m.new_state(cache)
+    alone_a, alone_b = m.new_state(), m.new_state()
+    for t in range(12):
+        together = m.step_batch([a, b], [steps[t], steps[-1 - t]], [views[t], None])
+        assert together == [m.step(alone_a, steps[t], views[t]), m.step(alone_b, steps[-1 - t])]
+
+
+def test_views_of_the_wrong_width_are_refused_and_ignored_without_a_projection() -> None:
+    m = _model(view_dim=VIEW_DIM)
+    with pytest.raises(ValueError, match=f"expected float32 \\[K, {VIEW_DIM}\\] key-view rows"):
+        m.step(m.new_state(), np.zeros((0, DIM), np.float32), np.zeros((2, VIEW_DIM + 1), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        m.step(m.new_state(), np.zeros((0, DIM), np.float32), np.full((1, VIEW_DIM), np.nan, np.float32))
+    plain = _model()
+    assert plain.check_views(np.zeros((2, 99), np.float32)) is None  # a model without views ignores them

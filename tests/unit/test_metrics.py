@@ -181,3 +181,20 @@ def test_zero_probability_target_gives_infinite_perplexity() -> None:
     logp = np.full(len(t), -1e4, np.float32)
     s = stream_metrics(t, t, logp, np.ones(len(t), bool), np.arange(len(t)) * 0.2, sil_id=SIL, eol_id=EOL).summary()
     assert s["lm_ppl"] == math.inf and s["lm_ppl_turn_mean"] == math.inf
+
+
+def test_object_mentions_count_nouns_said_near_the_reference() -> None:
+    from models.lm.vocab import words
+    from models.training.metrics import noun_lemma, object_mention_scores
+
+    assert [noun_lemma(w) for w in ["people", "cars", "buses", "bus", "glass", "benches", "cat"]] == \
+        ["person", "car", "bus", "bus", "glass", "bench", "cat"]
+    refs = [(1.0, "a person walks in from the left"), (5.0, "two cars drive past a bus"), (9.0, "the camera pans")]
+    produced = [(2.5, "people walk to the right"), (5.5, "a car passes"), (7.9, "a dog runs"), (20.0, "a bus")]
+    nouns = {"person", "car", "bus", "dog", "camera"}
+    rec, n_ref, prec, n_said = object_mention_scores(produced, refs, nouns, 2.0, words=words)
+    # Reference nouns: person@1, car@5, bus@5, camera@9 -> person (2.5) and car (5.5) said in time.
+    assert (rec, n_ref) == (2, 4)
+    # Said nouns: person@2.5 (ref at 1.0: yes), car@5.5 (yes), dog@7.9 (no), bus@20 (too late).
+    assert (prec, n_said) == (2, 4)
+    assert object_mention_scores([], refs, nouns, words=words) == (0, 4, 0, 0)

@@ -24,6 +24,7 @@ from models.lm.duplex import IGNORE, NO_TEXT, build_sequence
 from models.lm.text import WordCodec, spoken_ids
 from models.training.evaluate import mentions, run_clip, teacher_forced
 from models.training.train import backbone_config, generate_clips, make_batch, train
+from models.vision.views import view_dim
 
 TINY = CommentatorConfig(
     d_model=32, n_layers=1, n_heads=2, pool_heads=2, dropout=0.0, sink_positions=2, window_positions=30
@@ -33,14 +34,19 @@ EVAL_KEYS = ("event_recall", "event_precision", "time_diff_s", "fluency", "lm_pp
 
 
 def _fake_example(t: int, rng: np.random.Generator, fmt: str, k: int = 2) -> ClipExample:
-    """A clip of ``t`` steps with 0-3 random tokens each and random words (ids 4-9) in some steps."""
+    """A clip of ``t`` steps with 0-3 random tokens each, a key view of 1-2 rows (width 6)
+    every 3rd step, and random words (ids 4-9) in some steps."""
     counts = rng.integers(0, 4, size=t)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    view_counts = np.where(np.arange(t) % 3 == 0, rng.integers(1, 3, size=t), 0)
+    view_offsets = np.concatenate([[0], np.cumsum(view_counts)]).astype(np.int64)
     feats = ClipFeatures(
         pts_s=np.arange(t) / 5.0,
         tokens=rng.normal(size=(int(offsets[-1]), 64)).astype(np.float32),
         offsets=offsets,
         is_key=np.zeros(t, bool),
+        views=rng.normal(size=(int(view_offsets[-1]), 6)).astype(np.float32),
+        view_offsets=view_offsets,
     )
     kk = 1 if fmt == "parallel" else k
     per_step = [[int(w) for w in rng.integers(4, 10, size=rng.integers(0, kk + 1))] for _ in range(t)]
@@ -53,10 +59,12 @@ def test_make_batch_concatenates_clips_to_seq_len(fmt: str) -> None:
     exs = [_fake_example(7, rng, fmt), _fake_example(5, rng, fmt)]
     b, p = 3, 40
     batch = make_batch(exs, b, p, rng, random_start_p=0.0)
-    assert len(batch) == 5
-    vt, vm, frame, text, y = batch
+    assert len(batch) == 7
+    vt, vm, frame, text, y, vv, vvm = batch
     assert vt.dtype == torch.float32 and vt.shape[:2] == (b, p) and vt.shape[3] == 64
     assert vm.dtype == torch.bool and vm.shape == vt.shape[:3]
+    assert vv.dtype == torch.float32 and vv.shape[:2] == (b, p) and vv.shape[3] == 6
+    assert vvm.dtype == torch.bool and vvm.shape == vv.shape[:3] and vvm.any()
     assert frame.dtype == torch.bool and text.dtype == y.dtype == torch.int64
     assert frame.shape == text.shape == y.shape == (b, p)
     # Whole clips from their start, concatenated: every position holds data.
@@ -84,7 +92,13 @@ def test_make_batch_video_rows_match_the_steps_tokens(start_p: float) -> None:
     # Every step's tokens, by their bytes (random normals: unique per step, empty steps share b"").
     by_bytes = {ex.features.step_tokens(t).tobytes(): ex.features.counts()[t]
                 for ex in exs for t in range(ex.features.n_steps)}
-    vt, vm, frame, _, _ = make_batch(exs, 4, 25, rng, random_start_p=start_p)
+    views_by_bytes = {v.tobytes(): len(v) for ex in exs for t in range(ex.features.n_steps)
+                      if (v := ex.features.step_views(t)) is not None}
+    vt, vm, frame, _, _, vv, vvm = make_batch(exs, 4, 25, rng, random_start_p=start_p)
+    k = vvm.sum(-1)
+    for b, p in zip(*np.nonzero(k.numpy()), strict=True):
+        assert frame[b, p] and views_by_bytes.get(vv[b, p, : k[b, p]].numpy().tobytes()) == k[b, p]
+    assert int(k.gt(0).sum()) > 0
     n = vm.sum(-1)
     assert vt.shape[2] == max(1, int(n.max()))
     for b in range(4):
@@ -178,8 +192,11 @@ def test_train_and_evaluate_end_to_end(clip_dir: Path, tmp_path: Path, fmt: str)
     assert ev["lm_ppl"] > 1.0 and ev["steps_per_s"] > 0
     assert ev["semantic_similarity"] is None or -1.0 <= ev["semantic_similarity"] <= 1.0
     assert json.loads((tmp_path / "m.json").read_text())["eval"]["events"] == ev["events"]
+    assert 0.0 < ev["encoder_calls_per_s"] <= 5.0 and ev["distinct_lines_per_min"] <= ev["lines_per_min"]
     rt = CommentatorRuntime.load(out)
-    assert rt.model.cfg == cfg
+    # The model takes key views of the default encoder (EfficientNet-Lite0: 1280 features + the region).
+    assert rt.model.cfg == replace(cfg, view_dim=view_dim(1280))
+    assert rt.meta["views"]["encoder"]["kind"] == "efficientnet-lite0"
     assert rt.meta["eval"]["events"] == ev["events"]
     assert rt.meta["eval_clips"] == [sorted(clip_dir.glob("*.mp4"))[-1].name]
     assert rt.meta["train"]["best_step"] in (2, 3) and "timing_s" in rt.meta

@@ -1,0 +1,193 @@
+"""Key views for the commentator: when to look at a whole frame, and its pretrained features.
+
+B-Flow tokens (:mod:`models.vision.bflow`) say what *moves*; they cannot say what things
+*are*. For that, a pretrained image encoder (:mod:`models.vision.encoder`) looks at a
+full frame now and then, and its features travel with the step's tokens as *views*.
+The encoder runs only on the steps this module selects, never on every frame:
+
+* every B-Flow key view (the first frame, a cut, a flash);
+* when motion starts: the first step with object flow tokens after
+  ``quiet_steps`` steps without any (something came into view or began to move);
+* a refresh every ``refresh_s`` seconds, so that what the scene holds stays inside the
+  commentator's sliding KV-cache window on a long static shot;
+
+and never twice within ``min_gap_s`` seconds. The calls per second of video this costs
+are what B-Flow buys against encoding every frame (docs/MODEL.md).
+
+A view is ``1 + cells**2`` rows (the pooled feature, then the encoder's spatial cells
+row-major), each row ``[feature (D), x0, y0, x1, y1, is_cell]``: the feature and the
+region it covers in normalised image coordinates (``[0, 1]``, origin top left).
+
+(The seed called key views "B-frames"; to a video engineer that word means
+bidirectionally predicted frames, so MM-Duplex does not use it.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.vision.bflow import BFlowStep
+from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
+
+#: Region columns appended to each view row: x0, y0, x1, y1, is_cell.
+VIEW_META = 5
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """When the encoder looks (see the module docstring)."""
+
+    refresh_s: float = 4.0  # a view at least this often, seconds of video
+    min_gap_s: float = 1.0  # never two views closer than this, seconds (B-Flow key views excepted)
+    quiet_steps: int = 3  # steps without object flow tokens before new motion triggers a view
+    fps_hz: float = 5.0  # model steps per second
+
+
+@dataclass
+class ViewState:
+    """Per-stream view scheduling state.
+
+    Attributes:
+        steps: Steps seen so far.
+        last_view_step: Step of the last view, or None before the first.
+        quiet: Consecutive steps without object flow tokens.
+        views: Views taken so far (encoder calls).
+    """
+
+    steps: int = 0
+    last_view_step: int | None = None
+    quiet: int = 0
+    views: int = 0
+
+    def reset(self) -> None:
+        """Forget the stream (its next step takes a view)."""
+        self.steps, self.last_view_step, self.quiet, self.views = 0, None, 0, 0
+
+
+def view_dim(feature_dim: int) -> int:
+    """Width of one view row for an encoder of ``feature_dim`` features."""
+    return feature_dim + VIEW_META
+
+
+class KeyViewEncoder:
+    """Chooses the steps to look at and encodes them, batched over streams.
+
+    Args:
+        encoder: The image encoder (default: :func:`models.vision.encoder.load_encoder`
+            of ``encoder_config``).
+        encoder_config: Used when ``encoder`` is None.
+        config: The view schedule.
+
+    Raises:
+        ModelError: If the encoder cannot be loaded (not fetched: run ``mmduplex fetch-models``).
+    """
+
+    def __init__(
+        self,
+        encoder: ImageEncoder | None = None,
+        *,
+        encoder_config: EncoderConfig = EncoderConfig(),
+        config: ViewConfig = ViewConfig(),
+    ) -> None:
+        self.encoder = encoder if encoder is not None else load_encoder(encoder_config)
+        self.config = config
+        self.dim = view_dim(self.encoder.feature_dim)
+
+    def wants_view(self, state: ViewState, step: BFlowStep) -> bool:
+        """Advances ``state`` by one step; True if this step should be encoded."""
+        cfg = self.config
+        t = state.steps
+        state.steps += 1
+        moving = step.n_flow - _camera_tokens(step) > 0
+        started = moving and state.quiet >= cfg.quiet_steps
+        state.quiet = 0 if moving else state.quiet + 1
+        since = None if state.last_view_step is None else (t - state.last_view_step) / cfg.fps_hz
+        take = (
+            since is None
+            or step.is_key
+            or (since >= cfg.min_gap_s and (started or since >= cfg.refresh_s))
+        )
+        if take:
+            state.last_view_step = t
+            state.views += 1
+        return take
+
+    def step_batch(
+        self, states: Sequence[ViewState], steps: Sequence[BFlowStep], rgbs: np.ndarray | Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Views of one step of several streams, with one encoder call for all that look.
+
+        Args:
+            states: Each stream's view state (advanced in place).
+            steps: Each stream's B-Flow step.
+            rgbs: Each stream's frame, uint8 ``[H, W, 3]`` RGB (one size for all, or a list).
+
+        Returns:
+            Per stream, float32 ``[K, dim]`` view rows (``K = 0`` when it does not look).
+        """
+        take = [i for i, (s, st) in enumerate(zip(states, steps, strict=True)) if self.wants_view(s, st)]
+        out = [np.zeros((0, self.dim), np.float32) for _ in states]
+        if take:
+            feats = self.encoder.encode(np.stack([np.asarray(rgbs[i]) for i in take]))  # [B, K, D]
+            rows = view_rows(feats)
+            for j, i in enumerate(take):
+                out[i] = rows[j]
+        return out
+
+
+def viewer_from_meta(meta: Mapping[str, Any] | None) -> KeyViewEncoder | None:
+    """The view schedule and encoder a commentator checkpoint was trained with.
+
+    Args:
+        meta: The checkpoint's ``meta["views"]`` (``{"config": ..., "encoder": ...}``), or
+            None for a model trained without views.
+
+    Returns:
+        The viewer, or None when the model takes no views.
+
+    Raises:
+        ModelError: If the encoder cannot be loaded.
+        ValueError: If the metadata has unknown fields.
+    """
+    if not meta:
+        return None
+    try:
+        config, enc = ViewConfig(**meta["config"]), EncoderConfig(**meta["encoder"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"invalid view metadata in the checkpoint: {exc}") from None
+    return KeyViewEncoder(encoder_config=enc, config=config)
+
+
+def view_rows(features: np.ndarray) -> np.ndarray:
+    """Appends each row's region to encoder features.
+
+    Args:
+        features: float32 ``[B, 1 + c*c, D]``: the pooled feature, then ``c x c`` cells row-major.
+
+    Returns:
+        float32 ``[B, 1 + c*c, D + VIEW_META]``.
+
+    Raises:
+        ValueError: If the number of rows is not ``1 + c*c``.
+    """
+    b, k, _ = features.shape
+    c = round((k - 1) ** 0.5)
+    if c * c != k - 1:
+        raise ValueError(f"expected 1 + c*c feature rows per view, got {k}")
+    meta = np.zeros((k, VIEW_META), np.float32)
+    meta[0, :4] = (0.0, 0.0, 1.0, 1.0)
+    for r in range(c):
+        for q in range(c):
+            meta[1 + r * c + q] = (q / c, r / c, (q + 1) / c, (r + 1) / c, 1.0)
+    return np.concatenate([features.astype(np.float32, copy=False), np.broadcast_to(meta, (b, k, VIEW_META))], -1)
+
+
+def _camera_tokens(step: BFlowStep) -> int:
+    """Camera tokens among a step's flow tokens (0 or 1; bflow token layout: index 2)."""
+    if step.is_key or step.n_flow == 0:
+        return 0
+    return int((step.tokens[:, 2] > 0.5).sum())
