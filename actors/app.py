@@ -10,7 +10,7 @@ Serve reads the builder's parameter annotation at run time to build the pydantic
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from actors.deployments import (
     Commentator,
@@ -71,20 +71,19 @@ def build_app(config: AppConfig) -> Application:
         nats_url=config.nats_url, prefix=config.prefix, queue_limit=config.queue_limit,
         idle_timeout_s=config.idle_timeout_s, max_streams=config.streams_per_replica or config.max_sessions,
     )
-    actor_options = {"ray_actor_options": {"num_cpus": config.num_cpus_per_replica}}
+    actor_options = {"num_cpus": config.num_cpus_per_replica}
 
-    def opts(stage: str) -> dict:
-        return {**actor_options, "num_replicas": config.replicas.get(stage, 1)}
+    def scaled(deployment: Deployment, stage: str) -> Deployment:
+        return deployment.options(ray_actor_options=actor_options, num_replicas=config.replicas.get(stage, 1))
 
     stages = [
-        Decoder.options(**opts("decoder")).bind(options),
-        Flow.options(**opts("flow")).bind(options),
-        Tokenizer.options(**opts("tokenizer")).bind(options, checkpoint=config.checkpoint),
-        Commentator.options(**opts("commentator")).bind(options, checkpoint=config.checkpoint,
-                                                        int8=config.int8_backbone),
-        Tts.options(**opts("tts")).bind(options),
+        scaled(Decoder, "decoder").bind(options),
+        scaled(Flow, "flow").bind(options),
+        scaled(Tokenizer, "tokenizer").bind(options, checkpoint=config.checkpoint),
+        scaled(Commentator, "commentator").bind(options, checkpoint=config.checkpoint, int8=config.int8_backbone),
+        scaled(Tts, "tts").bind(options),
     ]
     controller = ControllerOptions(nats_url=config.nats_url, prefix=config.prefix, max_sessions=config.max_sessions,
                                    idle_timeout_s=config.idle_timeout_s)
     # The controller is the ingress; the stages are bound to it so they deploy with it.
-    return Controller.options(**actor_options).bind(controller, stages=stages)
+    return Controller.options(ray_actor_options=actor_options).bind(controller, stages=stages)

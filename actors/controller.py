@@ -101,7 +101,13 @@ class SessionController:
         await self._nc.subscribe(session_subject("close", prefix=self.options.prefix), cb=self._on_close)
         self._task = asyncio.create_task(self._supervise_loop())
         log.info("session controller on %s (%d sessions open, %d replicas live)", self.options.nats_url,
-                 len(self._sessions.items), len(self.live_replicas()))
+                 len(self._records), len(self.live_replicas()))
+
+    @property
+    def _records(self) -> dict[str, SessionRecord]:
+        """Stream id → record of every open session, as the KV watcher last saw it."""
+        assert self._sessions is not None, "the controller is not started"
+        return self._sessions.items
 
     def live_replicas(self, now: float | None = None) -> dict[str, ReplicaRecord]:
         """Replica id → last heartbeat, for the replicas heard from within the TTL."""
@@ -138,7 +144,7 @@ class SessionController:
         load: dict[str, int] = {r.replica: 0 for r in live.values() if r.stage == stage}
         if not load:
             raise CapacityError(f"no live {stage} replica")
-        for record in self._sessions.items.values():
+        for record in self._records.values():
             replica = record.replicas.get(stage)
             if replica in load:
                 load[replica] += 1
@@ -150,22 +156,24 @@ class SessionController:
 
     async def _put(self, record: SessionRecord) -> None:
         await self._kv.put(record.stream, msgspec.msgpack.encode(record))
-        self._sessions.items[record.stream] = record  # the watcher confirms it
+        self._records[record.stream] = record  # the watcher confirms it
 
     async def _delete(self, stream: str) -> None:
         await self._kv.delete(stream)
-        self._sessions.items.pop(stream, None)
+        self._records.pop(stream, None)
         try:
             await self._headers.delete(stream)
         except Exception:  # no header stored: nothing to remove
             pass
 
-    async def _report(self, stream: str, level: str, code: str, message: str, counters: dict[str, int]) -> None:
+    async def _report(
+        self, stream: str, level: m.StatusLevel, code: str, message: str, counters: dict[str, int]
+    ) -> None:
         if level != "info":
             log.warning("controller: stream %s: %s: %s", stream, code, message)
         self._status_seq += 1
         status = m.Status(stream=stream, seq=self._status_seq, pts_s=0.0, capture_ts=m.now(), stage="controller",
-                          level=level, code=code, message=message, counters=counters)  # type: ignore[arg-type]
+                          level=level, code=code, message=message, counters=counters)
         try:
             await self._nc.publish(stream_subject(stream, "status", prefix=self.options.prefix), m.encode(status))
         except Exception as exc:
@@ -178,10 +186,10 @@ class SessionController:
             request = m.decode(msg.data, m.OpenSession)
             stream = validate_stream_id(request.stream)
             async with self._lock:
-                record = self._sessions.items.get(stream)
+                record = self._records.get(stream)
                 if record is None:
-                    if len(self._sessions.items) >= self.options.max_sessions:
-                        raise CapacityError(f"system is full: {len(self._sessions.items)} of "
+                    if len(self._records) >= self.options.max_sessions:
+                        raise CapacityError(f"system is full: {len(self._records)} of "
                                             f"{self.options.max_sessions} sessions open")
                     live = self.live_replicas()
                     replicas = {stage: self._choose(stage, live) for stage in self.options.stages}
@@ -208,7 +216,7 @@ class SessionController:
             request = m.decode(msg.data, m.CloseSession)
             stream = validate_stream_id(request.stream)
             async with self._lock:
-                if stream not in self._sessions.items:
+                if stream not in self._records:
                     raise SessionError(f"no open session {stream!r}")
                 await self._delete(stream)
             reply = m.SessionReply(ok=True, stream=stream)
@@ -233,7 +241,7 @@ class SessionController:
         live = self.live_replicas(now)
         self._last_beat.update(live)
         active = {stream for r in live.values() for stream in r.streams}
-        for stream, record in list(self._sessions.items.items()):
+        for stream, record in list(self._records.items()):
             if stream not in active and now - record.opened_ts > self.options.idle_timeout_s:
                 await self._delete(stream)
                 await self._report(stream, "warning", "idle_timeout",

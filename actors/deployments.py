@@ -34,7 +34,9 @@ class _Replica:
 
     component_cls: type = object
 
-    async def __init__(self, options: Any, stages: list[Any] | None = None, **kwargs: Any) -> None:
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__; Python's data model has none
+        self, options: Any, stages: list[Any] | None = None, **kwargs: Any
+    ) -> None:
         # ``stages``: handles of the stage deployments bound to the ingress (the
         # controller) so that ``serve run`` deploys them with it.
         self.stages = stages or []

@@ -62,8 +62,9 @@ class FlowStage(Stage):
             solved = to_numpy(optical_flow(prev, np.stack([lumas[i] for i in paired])))
             for k, i in enumerate(paired):
                 flows[i] = solved[k]
-        out = []
+        out: list[list[m.Message]] = []
         for (session, message, luma), flow in zip(group, flows, strict=True):
+            assert isinstance(message, m.Frame)  # _prepare let only frames through
             session.state.prev_luma = luma
             out.append([m.Motion(
                 stream=session.stream, seq=self.next_seq(session), pts_s=message.pts_s,

@@ -131,7 +131,7 @@ class Stage:
     batch_wait_s: ClassVar[float] = 0.0
     input_kind: ClassVar[StreamSubject]
     output_kind: ClassVar[StreamSubject]
-    accepts: ClassVar[tuple[type, ...]]
+    accepts: ClassVar[tuple[type[m.Message], ...]]
 
     def __init__(self, options: StageOptions) -> None:
         self.options = options
@@ -430,6 +430,7 @@ class Stage:
             await self.report(stream, "error", exc.code, str(exc), session)
             return
         if session.resume_after is not None:
+            assert self.membership is not None  # a takeover happens only on a started replica
             lost = max(0, message.seq - session.resume_after - 1)
             session.counters["failovers"] += 1
             session.counters["lost_in_failover"] += lost
@@ -583,14 +584,14 @@ class Stage:
         session.counters["emitted"] += 1
 
     async def report(
-        self, stream: str, level: str, code: str, message: str, session: Session | None = None
+        self, stream: str, level: m.StatusLevel, code: str, message: str, session: Session | None = None
     ) -> None:
         """Publish a :class:`~streams.messages.Status` about a stream (best effort)."""
         if level != "info":
             log.warning("%s: stream %s: %s: %s", self.name, stream, code, message)
         status = m.Status(
             stream=stream, seq=self.next_seq(session) if session else 0, pts_s=0.0, capture_ts=m.now(),
-            stage=self.name, level=level, code=code, message=message,  # type: ignore[arg-type]
+            stage=self.name, level=level, code=code, message=message,
             counters=dict(session.counters) if session else {},
             latency_ms=session.latency_ms() if session else {},
         )

@@ -83,18 +83,19 @@ class TokenizerStage(Stage):
                                           np.stack([flow for _, _, (_, flow) in group]))
         views = (self.viewer.step_batch([s.views for s in states], steps, rgbs) if self.viewer is not None
                  else [None] * len(group))
-        out = []
+        out: list[list[m.Message]] = []
         for (session, message, _), step, rows in zip(group, steps, views, strict=True):
             session.counters["steps"] += 1
             session.counters["tokens"] += len(step.tokens)
             session.counters["key_views"] += int(step.is_key)
-            taken = rows is not None and len(rows) > 0
-            session.counters["encoder_calls"] += int(taken)
+            if rows is not None and len(rows) == 0:
+                rows = None  # the viewer took no view at this step
+            session.counters["encoder_calls"] += int(rows is not None)
             out.append([m.Tokens(
                 stream=session.stream, seq=self.next_seq(session), pts_s=message.pts_s,
                 capture_ts=message.capture_ts, step=session.counters["steps"] - 1,
                 tokens=m.Array.from_numpy(np.ascontiguousarray(step.tokens, np.float32)),
                 is_key=step.is_key, motion_px=float(step.motion_px),
-                views=m.Array.from_numpy(rows) if taken else None,
+                views=m.Array.from_numpy(rows) if rows is not None else None,
             )])
         return out

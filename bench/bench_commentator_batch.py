@@ -31,6 +31,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,10 +84,12 @@ def run(checkpoint: Path, sessions: list[int], ticks: int, warmup: int, int8: bo
         rt = CommentatorRuntime.load(checkpoint, int8=int8, shortlist=shortlist)
         batched_states = warm_sessions(rt, feats, n, warmup)
         # The baseline steps the same sessions, copied, in a second runtime (its own cache).
-        rt_alone = CommentatorRuntime(model=rt.model, meta=rt.meta, cache=copy.deepcopy(rt.cache))
+        assert rt.cache is not None  # warm_sessions made the runtime's shared cache
+        alone_cache = copy.deepcopy(rt.cache)
+        rt_alone = CommentatorRuntime(model=rt.model, meta=rt.meta, cache=alone_cache)
         alone_states = [copy.copy(s) for s in batched_states]
         for s in alone_states:
-            s.cache, s.line = rt_alone.cache, list(s.line)
+            s.cache, s.line = alone_cache, list(s.line)
         tb, said_b = timed(rt, feats, batched_states, warmup, ticks, batched=True)
         ta, said_a = timed(rt_alone, feats, alone_states, warmup, ticks, batched=False)
         mb, ma = 1000 * sum(tb) / ticks, 1000 * sum(ta) / ticks
@@ -120,7 +123,7 @@ def main() -> None:
     if sorted(args.sessions) != args.sessions or args.sessions[0] < 1:
         ap.error("--sessions: increasing counts >= 1")
     torch.set_num_threads(args.threads)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for ck in args.checkpoint or [settings.checkpoint_path()]:
         loaded = CommentatorRuntime.load(ck).model
         meta, has_shortlist = loaded.cfg, loaded.shortlist is not None

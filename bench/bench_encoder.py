@@ -31,6 +31,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -94,9 +95,9 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bench_speed(grid_views: np.ndarray, repeats: int, rounds: int) -> tuple[list[dict[str, object]], list[float]]:
+def bench_speed(grid_views: np.ndarray, repeats: int, rounds: int) -> tuple[list[dict[str, Any]], list[float]]:
     """Times every case ``rounds`` times, interleaved, so a burst of load on the shared cores hits all cases."""
-    cases: list[tuple[str, tuple[int, int], int, int]] = [
+    cases: list[tuple[Literal["onnx", "torch"], tuple[int, int], int, int]] = [
         (backend, (224, 224), threads, batch)
         for backend in ("onnx", "torch") for threads in (1, 2) for batch in (1, 8)
     ]
@@ -105,7 +106,7 @@ def bench_speed(grid_views: np.ndarray, repeats: int, rounds: int) -> tuple[list
     for backend, hw, threads, _ in cases:
         if (backend, hw, threads) not in encoders:
             encoders[backend, hw, threads] = EfficientNetEncoder.load(
-                backend=backend, input_hw=hw, threads=threads)  # type: ignore[arg-type]
+                backend=backend, input_hw=hw, threads=threads)
     walls: dict[int, list[float]] = {i: [] for i in range(len(cases))}
     cpus: dict[int, list[float]] = {i: [] for i in range(len(cases))}
     loads: list[float] = []
@@ -123,7 +124,7 @@ def bench_speed(grid_views: np.ndarray, repeats: int, rounds: int) -> tuple[list
     torch.set_num_threads(1)
     rows = []
     for i, (backend, hw, threads, batch) in enumerate(cases):
-        row = {"backend": backend, "input_hw": list(hw), "threads": threads, "batch": batch,
+        row: dict[str, Any] = {"backend": backend, "input_hw": list(hw), "threads": threads, "batch": batch,
                "best_ms_per_image": 1e3 * min(walls[i]), "median_ms_per_image": 1e3 * float(np.median(walls[i])),
                "cpu_ms_per_image": 1e3 * float(np.median(cpus[i])), "calls": len(walls[i])}
         rows.append(row)
@@ -133,12 +134,12 @@ def bench_speed(grid_views: np.ndarray, repeats: int, rounds: int) -> tuple[list
     return rows, loads
 
 
-def bench_resolution(photos: dict[str, np.ndarray]) -> dict[str, object]:
+def bench_resolution(photos: dict[str, np.ndarray]) -> dict[str, Any]:
     encoders = {f"b_grid_{s}": EfficientNetEncoder.load(input_hw=(s, s)) for s in SQUARES}
     encoders["c_native_160x120"] = EfficientNetEncoder.load(input_hw=GRID_HW)
     full = encoders["b_grid_224"]  # (a) is the same 224 network on the full-resolution view
     variants = ["a_full_224", *encoders]
-    per_view = []
+    per_view: list[dict[str, Any]] = []
     for photo, rgb in photos.items():
         for crop, view in crops(rgb).items():
             grid = to_grid(view)[None]
@@ -182,7 +183,7 @@ def main() -> None:
     print(f"\nImageNet top-1 vs (a) full resolution -> 224, {resolution['views']} views "
           f"({len(photos)} photos, whole + 5 crops)")
     print(f"{'variant':18s} {'top-1 agree':>11s} {'p(a top-1)':>10s} {'top-5 overlap':>13s}")
-    for v, s in resolution["summary"].items():  # type: ignore[union-attr]
+    for v, s in resolution["summary"].items():
         print(f"{v:18s} {s['top1_agreement']:11.2f} {s['mean_p_of_full_top1']:10.3f} {s['top5_overlap']:13.2f}")
 
     result = {

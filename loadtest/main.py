@@ -84,7 +84,13 @@ def prepare_source(source: str, fps: int) -> tuple[Path, float]:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            seconds = float(stream.duration * stream.time_base) if stream.duration else container.duration / 1e6
+            duration, time_base = stream.duration, stream.time_base
+            if duration and time_base is not None:
+                seconds = float(duration * time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1e6
+            else:
+                raise MediaError(f"cannot read {path}: it declares no duration")
     except (av.error.FFmpegError, IndexError) as exc:
         raise MediaError(f"cannot read {path}: {exc}") from None
     return path, seconds
@@ -100,7 +106,8 @@ def run(opts: LoadOptions) -> dict[str, Any]:
     source, source_s = prepare_source(opts.source, opts.fps)
     with contextlib.ExitStack() as stack:
         system = None
-        if opts.nats is None:
+        nats_url = opts.nats
+        if nats_url is None:
             from actors.embedded import EmbeddedSystem
 
             overrides: dict[str, Any] = {"max_sessions": opts.sessions, "streams_per_replica": opts.sessions,
@@ -112,7 +119,7 @@ def run(opts: LoadOptions) -> dict[str, Any]:
                 overrides["int8_backbone"] = True
             console.print(f"[bold]starting the embedded system[/] (replicas {opts.replicas or 'one per stage'}) ...")
             system = stack.enter_context(EmbeddedSystem(app_overrides=overrides))  # stopped on any exit
-        nats_url = opts.nats or system.nats_url  # type: ignore[union-attr]
+            nats_url = system.nats_url
         if opts.chaos is not None and system is None:
             raise SystemExit("mmduplex loadtest: error: --chaos needs the embedded system (no --nats)")
 

@@ -112,7 +112,6 @@ class LoadConfig:
 class _Stream:
     stream: str
     listener: Listener
-    task: asyncio.Task | None = None
     error: str = ""
 
 
@@ -178,17 +177,18 @@ async def run_load(
 
     # Start staggered over one second so that keyframes and steps do not all coincide, and
     # (unless in lockstep) each at its own point of the source, as independent streams are.
+    broadcasts = []
     for i, st in enumerate(streams):
         start_s = 0.0 if cfg.lockstep else cfg.source_seconds * i / max(1, cfg.sessions)
-        st.task = asyncio.create_task(broadcast(st, i / max(1, cfg.sessions), start_s))
+        broadcasts.append(asyncio.create_task(broadcast(st, i / max(1, cfg.sessions), start_s)))
     progress = Progress()
     chaos: dict[str, Any] = {}
-    while not all(st.task.done() for st in streams):
+    while not all(task.done() for task in broadcasts):
         await asyncio.sleep(1.0)
         sampler.sample()
         now = time.time()
-        if cfg.chaos is not None and not chaos and now - t0 >= cfg.chaos.at_s:
-            victim, n_held = await kill(cfg.chaos.stage)  # type: ignore[misc]
+        if cfg.chaos is not None and kill is not None and not chaos and now - t0 >= cfg.chaos.at_s:
+            victim, n_held = await kill(cfg.chaos.stage)
             killed_at = time.time()  # the replica's process is gone now
             chaos = {"stage": cfg.chaos.stage, "replica": victim, "at_s": round(killed_at - t0, 3),
                      "killed_ts": killed_at, "streams_on_replica": n_held}
@@ -233,7 +233,9 @@ async def kill_busiest(system: Any, nats_url: str, stage: str) -> tuple[str, int
         kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
         held: dict[str, int] = defaultdict(int)
         for key in await kv.keys():
-            record = decode_session((await kv.get(key)).value)
+            entry = await kv.get(key)
+            assert entry.value is not None  # a record is never stored empty
+            record = decode_session(entry.value)
             if stage in record.replicas:
                 held[record.replicas[stage]] += 1
     finally:
@@ -250,7 +252,7 @@ def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: Proces
              chaos: dict[str, Any]) -> dict[str, Any]:
     first_text, first_audio, word_audio = [], [], []  # lines that began after the warm-up
     all_text, all_audio, all_word_audio = [], [], []  # every line
-    per_stream = []
+    per_stream: list[dict[str, Any]] = []
     lag_by_second: dict[int, list[float]] = defaultdict(list)
     drops: dict[str, int] = defaultdict(int)
     expected_steps = MODEL_FPS_HZ * cfg.seconds
@@ -271,25 +273,25 @@ def _figures(cfg: LoadConfig, streams: list[_Stream], t0: float, sampler: Proces
                     if steady:
                         word_audio.append(all_word_audio[-1])
         worst: dict[int, float] = {}
-        steady = []
+        steady_lags = []
         for arrived, kind, lat in lst.timeline:
             if kind not in ("tokens", "text"):
                 continue
             sec = int(arrived - t0)
             worst[sec] = max(worst.get(sec, 0.0), lat)
             if arrived - t0 >= cfg.warmup_s:
-                steady.append(lat)
+                steady_lags.append(lat)
         for sec, lat in worst.items():
             lag_by_second[sec].append(lat)
         dropped = {stage: int(c["counters"].get("dropped", 0)) for stage, c in lst.final_counters.items()}
         for stage, n in dropped.items():
             drops[stage] += n
         steps = lst.message_counts.get("tokens", 0)
-        p95 = float(np.percentile(steady, 95)) if steady else float("inf")
+        p95 = float(np.percentile(steady_lags, 95)) if steady_lags else float("inf")
         held = (not st.error and p95 <= cfg.lag_limit_s and steps >= 0.9 * expected_steps
                 and sum(dropped.values()) == 0)
         per_stream.append({"stream": st.stream, "held": held, "error": st.error, "steps": steps,
-                           "lines": len(lst.lines), "lag_p95_s": round(p95, 3) if steady else None,
+                           "lines": len(lst.lines), "lag_p95_s": round(p95, 3) if steady_lags else None,
                            "dropped": dropped})
     lag = [{"t_s": sec, "median_s": round(float(np.median(v)), 3), "max_s": round(float(max(v)), 3)}
            for sec, v in sorted(lag_by_second.items())]

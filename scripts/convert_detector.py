@@ -83,7 +83,8 @@ def check_labels(package: Path) -> None:
     labels = re.findall(r"label: '([^']+)'", (package / "src/object/labels.ts").read_text())
     module = ast.parse((REPO / "models/data/detector.py").read_text())
     ours = next(ast.literal_eval(node.value) for node in ast.walk(module)
-                if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "COCO_CLASSES")
+                if isinstance(node, ast.AnnAssign) and node.value is not None
+                and getattr(node.target, "id", "") == "COCO_CLASSES")
     if tuple(labels) != tuple(ours):
         raise SystemExit(f"labels.ts ({len(labels)} labels) differs from models/data/detector.py COCO_CLASSES")
     say(f"labels.ts: {len(labels)} COCO classes, same as models.data.detector.COCO_CLASSES")

@@ -23,7 +23,13 @@ import numpy as np
 from streams import messages as m
 from streams.bus import connect
 from streams.errors import SchemaError
-from streams.subjects import all_stream_subjects, parse_stream_subject, stream_subject, validate_stream_id
+from streams.subjects import (
+    StreamSubject,
+    all_stream_subjects,
+    parse_stream_subject,
+    stream_subject,
+    validate_stream_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,7 @@ class Listener:
     on_line: Callable[[Line], None] | None = None
     on_status: Callable[[m.Status], None] | None = None
     on_end: Callable[[str], None] | None = None
-    kinds: tuple[str, ...] | None = None
+    kinds: tuple[StreamSubject, ...] | None = None
     timeline: list[tuple[float, str, float]] = field(default_factory=list)
     lines: dict[int, Line] = field(default_factory=dict)
     speech: list[SpeechChunk] = field(default_factory=list)
@@ -114,6 +120,7 @@ class Listener:
     message_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     tokens_total: int = 0
     key_views: int = 0
+    encoder_calls: int = 0
     media_span_s: list[float] = field(default_factory=lambda: [float("inf"), 0.0])
     malformed: int = 0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -143,7 +150,7 @@ class Listener:
         arrived = time.time()
         _, kind = parse_stream_subject(msg.subject, prefix=self.prefix)
         try:
-            message = m.decode(msg.data)
+            message = m.decode(msg.data, m.Message)  # stream subjects carry no session messages
         except SchemaError as exc:
             self.malformed += 1
             log.debug("malformed message on %s: %s", msg.subject, exc)
@@ -162,6 +169,7 @@ class Listener:
         if isinstance(message, m.Tokens):
             self.tokens_total += message.tokens.shape[0] if message.tokens.shape else 0
             self.key_views += int(message.is_key)
+            self.encoder_calls += int(message.views is not None)
             self.media_span_s[0] = min(self.media_span_s[0], message.pts_s)
             self.media_span_s[1] = max(self.media_span_s[1], message.pts_s)
         elif isinstance(message, m.TextDelta):
@@ -254,6 +262,9 @@ class Listener:
                 "key_views": self.key_views,
                 "media_seconds": round(span, 3),
                 "tokens_per_s": round(self.tokens_total / span, 2) if span > 0 else 0.0,
+                # The image encoder looks only at the steps with a view: what B-Flow buys.
+                "encoder_calls": self.encoder_calls,
+                "encoder_calls_per_s": round(self.encoder_calls / span, 2) if span > 0 else 0.0,
             },
             "commentary": {
                 "lines": len(lines),

@@ -16,7 +16,7 @@ msgspec was chosen over hand-written msgpack dicts: it validates types while dec
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, TypeVar, get_args, overload
 
 import msgspec
 import numpy as np
@@ -243,6 +243,10 @@ class AudioChunk(Message, frozen=True, kw_only=True, tag="audio"):
     text: str = ""
 
 
+#: Severity of a :class:`Status` report.
+StatusLevel = Literal["info", "warning", "error"]
+
+
 class Status(Message, frozen=True, kw_only=True, tag="status"):
     """An operator report from a stage about one stream: errors, drops, counters, lag.
 
@@ -258,7 +262,7 @@ class Status(Message, frozen=True, kw_only=True, tag="status"):
     """
 
     stage: str
-    level: Literal["info", "warning", "error"] = "info"
+    level: StatusLevel = "info"
     code: str = "counters"
     message: str = ""
     counters: dict[str, int] = {}
@@ -310,9 +314,10 @@ AnyMessage = (
 )
 
 #: The one registry of message kinds: tag → class.
-MESSAGE_TYPES: dict[str, type] = {
-    cls.__struct_config__.tag: cls for cls in AnyMessage.__args__  # type: ignore[attr-defined]
-}
+MESSAGE_TYPES: dict[str, type[msgspec.Struct]] = {cls.__struct_config__.tag: cls for cls in get_args(AnyMessage)}
+
+#: A message class that :func:`decode` was told to expect.
+_Expected = TypeVar("_Expected", bound=msgspec.Struct)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyMessage)
@@ -323,7 +328,11 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-def decode(data: bytes, *expected: type) -> AnyMessage:
+@overload
+def decode(data: bytes) -> AnyMessage: ...
+@overload
+def decode(data: bytes, first: type[_Expected], /, *more: type[_Expected]) -> _Expected: ...
+def decode(data: bytes, *expected: type[msgspec.Struct]) -> msgspec.Struct:
     """Parse msgpack bytes into a message, validating its schema.
 
     Args:
@@ -345,7 +354,7 @@ def decode(data: bytes, *expected: type) -> AnyMessage:
     if message.v != SCHEMA_VERSION:
         raise SchemaError(f"schema version {message.v} not supported (expected {SCHEMA_VERSION})")
     if expected and not isinstance(message, expected):
-        names = ", ".join(cls.__struct_config__.tag for cls in expected)
+        names = ", ".join(str(cls.__struct_config__.tag) for cls in expected)
         raise SchemaError(f"unexpected message kind {message.__struct_config__.tag!r}; expected {names}")
     try:
         validate_stream_id(message.stream)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import nats.errors
+from nats.aio.client import Client as NATS
 
 from models.vision.video import codec_params, open_container, packet_time_s
 from streams import messages as m
@@ -43,7 +44,7 @@ class PublishResult:
     loops: int = 0
 
 
-async def open_session(nc: object, stream: str, *, prefix: str, timeout_s: float = 5.0) -> m.SessionReply:
+async def open_session(nc: NATS, stream: str, *, prefix: str, timeout_s: float = 5.0) -> m.SessionReply:
     """Ask the session controller to open ``stream``.
 
     Raises:
@@ -51,7 +52,7 @@ async def open_session(nc: object, stream: str, *, prefix: str, timeout_s: float
     """
     request = m.encode(m.OpenSession(stream=stream))
     try:
-        msg = await nc.request(session_subject("open", prefix=prefix), request, timeout=timeout_s)  # type: ignore[attr-defined]
+        msg = await nc.request(session_subject("open", prefix=prefix), request, timeout=timeout_s)
     except Exception as exc:
         raise SessionError(f"no MM-Duplex session controller answered on NATS ({type(exc).__name__}): "
                            "is the app running?") from None
@@ -61,10 +62,10 @@ async def open_session(nc: object, stream: str, *, prefix: str, timeout_s: float
     return reply
 
 
-async def close_session(nc: object, stream: str, *, prefix: str, timeout_s: float = 5.0) -> None:
+async def close_session(nc: NATS, stream: str, *, prefix: str, timeout_s: float = 5.0) -> None:
     """Tell the session controller that ``stream`` ended (best effort)."""
     try:
-        await nc.request(session_subject("close", prefix=prefix), m.encode(m.CloseSession(stream=stream)),  # type: ignore[attr-defined]
+        await nc.request(session_subject("close", prefix=prefix), m.encode(m.CloseSession(stream=stream)),
                          timeout=timeout_s)
     except Exception as exc:
         log.warning("closing session %s: %s", stream, exc)

@@ -14,7 +14,7 @@ from streams.errors import StreamIdError
 DEFAULT_PREFIX = "mmd"
 
 StreamSubject = Literal["video", "frames", "motion", "tokens", "text", "audio", "status"]
-STREAM_SUBJECTS: tuple[str, ...] = get_args(StreamSubject)
+STREAM_SUBJECTS: tuple[StreamSubject, ...] = get_args(StreamSubject)
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")

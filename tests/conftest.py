@@ -18,6 +18,7 @@ def make_clip(path: Path, *, codec: str = "libx264", container: str | None = Non
     source = av.open(f"{pattern}=size={width}x{height}:rate={fps}", format="lavfi")
     out = av.open(str(path), "w", format=container)
     stream = out.add_stream(codec, rate=fps)
+    assert isinstance(stream, av.VideoStream), f"{codec} is not a video codec"
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     for index, frame in enumerate(source.decode(video=0)):
         if index >= int(seconds * fps):
@@ -30,6 +31,12 @@ def make_clip(path: Path, *, codec: str = "libx264", container: str | None = Non
     out.close()
     source.close()
     return path
+
+
+def packet_pts_s(packet: av.Packet) -> float:
+    """Presentation time of a demuxed packet of a test clip (all of them have one), seconds."""
+    assert packet.pts is not None and packet.time_base is not None
+    return float(packet.pts * packet.time_base)
 
 
 @pytest.fixture
@@ -53,11 +60,14 @@ def transcode(source: Path, path: Path, *, codec: str, container: str | None = N
     width, height = size
     with av.open(str(source)) as src, av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream), f"{codec} is not a video codec"
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
         written = 0
         for frame in src.decode(video=0):
-            t = float(frame.pts * frame.time_base)
+            pts, time_base = frame.pts, frame.time_base
+            assert pts is not None and time_base is not None  # frames decoded from a file are timed
+            t = float(pts * time_base)
             if t >= seconds:
                 break
             while written / fps <= t:  # repeat or skip frames to reach the new rate

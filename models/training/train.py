@@ -360,12 +360,12 @@ def train(
     timing["features"] = time.perf_counter() - t0
     cfg = replace(cfg, view_dim=max(f.views.shape[1] for f in feats))  # 0 without views (dense)
     saved = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
-    codec = None
+    words = None
     if cfg.backbone == "tiny":
-        codec = (WordCodec.from_dict(saved["codec"]) if saved else
+        words = (WordCodec.from_dict(saved["codec"]) if saved else
                  WordCodec.build([text for p in train_clips for _, text in clip_lines(p)]))
     torch.manual_seed(seed)
-    model = build_commentator(cfg, codec)
+    model = build_commentator(cfg, words)
     codec = model.codec
     examples = examples_from_features(train_clips + eval_clips, feats, codec, fmt=cfg.duplex_format,
                                       k=cfg.step_tokens, delay_steps=delay_steps)

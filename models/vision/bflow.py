@@ -2,7 +2,7 @@
 
 Most of a video is redundant from one step to the next. B-Flow splits it into
 
-* **key views** (B-frames): a full view of the frame as ``key_cols x key_rows`` patch
+* **key views**: a full view of the frame as ``key_cols x key_rows`` patch
   tokens, taken only when the scene changes a lot — the first frame, a cut, a flash —
   detected as a large changed area after camera-motion compensation;
 * **flow tokens**: one *camera* token when the whole image moves (its median flow),

@@ -59,7 +59,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,9 @@ from torch import nn
 
 from streams import settings
 from streams.errors import ModelError
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 __all__ = [
     "LITE0",
@@ -83,7 +86,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LITE0 = "efficientnet-lite0"
+LITE0: Final = "efficientnet-lite0"
 #: Channels of EfficientNet-Lite0's head (the pooled feature's width).
 LITE0_FEATURE_DIM = 1280
 #: ImageNet-1k classes of the classifier.
@@ -258,7 +261,7 @@ def _imagenet_class_names(synsets: Path, lemmas: Path) -> list[str]:
 class _Lite0(nn.Module):
     """EfficientNet-Lite0 returning its head feature map and ImageNet logits (the graph that is exported)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: EfficientNet) -> None:
         super().__init__()
         self.net = net
 
@@ -542,6 +545,7 @@ class HFVisionEncoder:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
             vision = getattr(config, "vision_config", None)
             model_cls = MODEL_MAPPING[type(vision)] if vision is not None else AutoModel
+            assert not isinstance(model_cls, tuple)  # (slow, fast) pairs are in the tokenizer mapping only
             model = model_cls.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
             if (folder / "preprocessor_config.json").is_file():
                 processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)

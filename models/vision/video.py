@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
 
 from streams.errors import CorruptPacketError, MediaError, OversizedFrameError, UnknownCodecError
@@ -120,7 +121,7 @@ class CodecParams:
     video_delay: int = 0
 
 
-def _codec_context(params: CodecParams) -> av.video.codeccontext.VideoCodecContext:
+def _codec_context(params: CodecParams) -> VideoCodecContext:
     """A decoder with every codec parameter set on it (FFmpeg opens it on the first packet).
 
     Raises:
@@ -132,7 +133,7 @@ def _codec_context(params: CodecParams) -> av.video.codeccontext.VideoCodecConte
         codec = av.CodecContext.create(params.codec_name, "r")
     except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as exc:
         raise UnknownCodecError(f"no decoder for codec {params.codec_name!r}: {exc}") from None
-    if codec.type != "video":
+    if not isinstance(codec, VideoCodecContext):  # FFmpeg wraps every video decoder in this class
         raise UnknownCodecError(f"codec {params.codec_name!r} is not a video codec")
     try:
         if params.extradata:

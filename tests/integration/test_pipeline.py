@@ -7,6 +7,7 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,11 +26,11 @@ from tests.conftest import transcode
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-async def run_stream(system: EmbeddedSystem, source: Path, stream: str, **kwargs: object) -> Listener:
+async def run_stream(system: EmbeddedSystem, source: Path, stream: str, **kwargs: Any) -> Listener:
     listener = Listener(stream, system.nats_url)
     await listener.start()
     try:
-        await publish(str(source), stream=stream, nats_url=system.nats_url, **kwargs)  # type: ignore[arg-type]
+        await publish(str(source), stream=stream, nats_url=system.nats_url, **kwargs)
         await asyncio.wait_for(listener.ended.wait(), timeout=60)
         await asyncio.sleep(0.3)
     finally:
@@ -124,7 +125,7 @@ async def test_garbage_on_one_stream_does_not_disturb_another(system: EmbeddedSy
     assert commentator_errors, "garbage on clean1.tokens was not reported"
 
 
-async def _send_header(system: EmbeddedSystem, stream: str, **header: object) -> list[m.Status]:
+async def _send_header(system: EmbeddedSystem, stream: str, **header: Any) -> list[m.Status]:
     listener = Listener(stream, system.nats_url)
     await listener.start()
     nc = await connect(system.nats_url, name="test-header")

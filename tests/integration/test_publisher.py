@@ -13,6 +13,7 @@ from streams import messages as m
 from streams.bus import LocalNatsServer, connect
 from streams.publisher import publish
 from streams.subjects import stream_subject
+from tests.conftest import packet_pts_s
 
 
 def _clip_with_keyframes_every_second(path: Path, seconds: int = 4, fps: int = 25) -> Path:
@@ -38,7 +39,7 @@ async def test_publish_from_an_offset_starts_at_the_keyframe_before_it(
     clip = _clip_with_keyframes_every_second(tmp_path / "gop25.mp4")
     with av.open(str(clip)) as c:
         v = c.streams.video[0]
-        source = [(float(p.pts * v.time_base), bytes(p), p.is_keyframe) for p in c.demux(v) if p.size]
+        source = [(packet_pts_s(p), bytes(p), p.is_keyframe) for p in c.demux(v) if p.size]
     assert [t for t, _, key in source if key] == [0.0, 1.0, 2.0, 3.0]
     nc = await connect(nats_server.url, name="test-publisher")
     got: list[m.VideoPacket] = []

@@ -56,9 +56,9 @@ def write_clip(path: Path, pcm: npt.NDArray[np.int16] | None, rate_hz: int, dura
         if audio is not None and pcm is not None:
             for start in range(0, len(pcm), 1024):
                 chunk = pcm[start:start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = rate_hz, start, Fraction(1, rate_hz)
-                out.mux(audio.encode(frame))
+                samples = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
+                samples.sample_rate, samples.pts, samples.time_base = rate_hz, start, Fraction(1, rate_hz)
+                out.mux(audio.encode(samples))
             out.mux(audio.encode(None))
     return path
 
@@ -153,7 +153,7 @@ def test_label_dir_asr_skips_a_video_without_audio(tmp_path: Path, recognizer: S
 
     written = label_dir_asr(tmp_path, model=recognizer,
                             progress=lambda done, total, video, error: seen.append(
-                                (done, total, video.name, error and error.code)))
+                                (done, total, video.name, error.code if error else None)))
 
     assert written == [tmp_path / "b_spoken.json"]
     assert seen == [(1, 2, "a_silent.mp4", "media"), (2, 2, "b_spoken.mp4", None)]

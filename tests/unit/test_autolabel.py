@@ -137,7 +137,7 @@ def test_augment_crops_at_source_rate(scenes: dict[str, Path], tmp_path: Path) -
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
-        assert float(stream.average_rate) == pytest.approx(10.0)
+        assert stream.average_rate is not None and float(stream.average_rate) == pytest.approx(10.0)
         assert 80 <= stream.codec_context.width <= 160 and 60 <= stream.codec_context.height <= 120
         assert sum(1 for _ in container.decode(stream)) == 30
     data = json.loads(out.with_suffix(".json").read_text())

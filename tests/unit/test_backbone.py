@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
 from models.lm.backbone import BackboneError, add_lora, build_tiny_lm, load_pretrained_lm, quantize_int8, smollm2_dir
 from models.lm.commentator import CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
@@ -54,10 +56,11 @@ def _qwen2_tokenizer() -> PreTrainedTokenizerBase:
                 merges.append((prefix, c))
             prefix += c
             vocab.setdefault(prefix, len(vocab))
-    return Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+    return Qwen2Tokenizer(vocab=vocab, merges=merges,  # type: ignore[arg-type]  # typed list[str]; BPE takes pairs
+                          unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
 
 
-def _llama(vocab_size: int, n_layers: int, intermediate: int = 64) -> nn.Module:
+def _llama(vocab_size: int, n_layers: int, intermediate: int = 64) -> PreTrainedModel:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=intermediate,
@@ -66,7 +69,7 @@ def _llama(vocab_size: int, n_layers: int, intermediate: int = 64) -> nn.Module:
     return LlamaForCausalLM(cfg).eval()
 
 
-def _qwen2(vocab_size: int, n_layers: int, intermediate: int = 64) -> nn.Module:
+def _qwen2(vocab_size: int, n_layers: int, intermediate: int = 64) -> PreTrainedModel:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=intermediate,
@@ -75,11 +78,11 @@ def _qwen2(vocab_size: int, n_layers: int, intermediate: int = 64) -> nn.Module:
     return Qwen2ForCausalLM(cfg).eval()
 
 
-def _tiny(vocab_size: int, n_layers: int) -> nn.Module:
+def _tiny(vocab_size: int, n_layers: int) -> PreTrainedModel:
     return build_tiny_lm(vocab_size, d_model=32, n_layers=n_layers, n_heads=2, max_positions=SINK + WINDOW).eval()
 
 
-LMS: dict[str, Callable[[int, int], nn.Module]] = {"tiny-llama": _tiny, "qwen2": _qwen2}
+LMS: dict[str, Callable[[int, int], PreTrainedModel]] = {"tiny-llama": _tiny, "qwen2": _qwen2}
 
 
 # ---------------------------------------------------------------------------
@@ -87,7 +90,7 @@ LMS: dict[str, Callable[[int, int], nn.Module]] = {"tiny-llama": _tiny, "qwen2":
 # ---------------------------------------------------------------------------
 
 
-def _feed(lm: nn.Module, cache: BoundedKVCache, rows: list[int], x: torch.Tensor) -> torch.Tensor:
+def _feed(lm: PreTrainedModel, cache: BoundedKVCache, rows: list[int], x: torch.Tensor) -> torch.Tensor:
     """Feeds ``x`` [b, 1, d] as the next position of each slot in ``rows`` in one batch;
     returns their hidden states [b, d]."""
     position_ids, mask = cache.begin(rows)
@@ -97,17 +100,17 @@ def _feed(lm: nn.Module, cache: BoundedKVCache, rows: list[int], x: torch.Tensor
     return h[:, 0]
 
 
-def _stream(lm: nn.Module, cache: BoundedKVCache, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
+def _stream(lm: PreTrainedModel, cache: BoundedKVCache, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
     """Feeds ``x`` [1, 1, d] as the next position of one slot; returns its hidden state [d]."""
     return _feed(lm, cache, [slot], x)[0]
 
 
-def _full(lm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _full(lm: PreTrainedModel, x: torch.Tensor) -> torch.Tensor:
     """Hidden state [d] of the last of ``x`` [1, P, d] in a causal forward at positions 0..P-1."""
     return lm.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[0, -1]
 
 
-def _new_cache(lm: nn.Module, slots: int = 1) -> tuple[BoundedKVCache, list[int]]:
+def _new_cache(lm: PreTrainedModel, slots: int = 1) -> tuple[BoundedKVCache, list[int]]:
     cache = BoundedKVCache(lm, sink=SINK, window=WINDOW, slots=slots)
     return cache, [cache.alloc() for _ in range(slots)]
 
@@ -151,7 +154,7 @@ def test_full_bounded_cache_equals_forward_over_sinks_plus_window(arch: str, evi
     assert int(cache.evictions[0]) + int(cache.lengths[0]) == n
 
 
-def _yarn_llama(vocab_size: int, n_layers: int) -> nn.Module:
+def _yarn_llama(vocab_size: int, n_layers: int) -> PreTrainedModel:
     """A Llama with YaRN RoPE scaling, whose cos/sin carry an attention factor != 1."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -170,7 +173,7 @@ def _yarn_llama(vocab_size: int, n_layers: int) -> nn.Module:
     ],
 )
 @torch.no_grad()
-def test_full_bounded_cache_holds_the_keys_of_sinks_plus_window(build: Callable[[int, int], nn.Module]) -> None:
+def test_full_bounded_cache_holds_the_keys_of_sinks_plus_window(build: Callable[[int, int], PreTrainedModel]) -> None:
     """After sliding, layer 0 holds exactly the keys and values that a fresh forward over
     the sink and window inputs caches at positions 0..C-1."""
     from transformers import DynamicCache
@@ -184,8 +187,10 @@ def test_full_bounded_cache_holds_the_keys_of_sinks_plus_window(build: Callable[
         _stream(lm, cache, x[:, i : i + 1])
     ref = DynamicCache()
     lm.base_model(inputs_embeds=x[:, [*range(SINK), *range(n - WINDOW, n)]], cache=ref, use_cache=True)
-    torch.testing.assert_close(cache.keys(0), ref.layers[0].keys[0], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cache.values(0), ref.layers[0].values[0], atol=1e-6, rtol=0)
+    layer = ref.layers[0]
+    assert isinstance(layer, DynamicLayer) and layer.keys is not None and layer.values is not None
+    torch.testing.assert_close(cache.keys(0), layer.keys[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cache.values(0), layer.values[0], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("arch", list(LMS))
@@ -238,7 +243,7 @@ def test_bounded_cache_memory_is_constant_after_filling() -> None:
     for _ in range(300):
         _stream(lm, cache, torch.randn(1, 1, d))
         assert int(cache.lengths[0]) == cache.capacity and cache.nbytes(0) == full
-        assert all(layer.keys.shape[2] == cache.capacity for layer in cache.cache.layers)
+        assert all(layer.keys.shape[2] == cache.capacity for layer in cache._layers)
     assert int(cache.evictions[0]) == 300
 
 
@@ -258,7 +263,7 @@ def test_bounded_cache_argument_checks() -> None:
 # Local pretrained backbones and LoRA
 # ---------------------------------------------------------------------------
 
-BUILDERS: dict[str, tuple[Callable[..., nn.Module], Callable[[], PreTrainedTokenizerBase]]] = {
+BUILDERS: dict[str, tuple[Callable[..., PreTrainedModel], Callable[[], PreTrainedTokenizerBase]]] = {
     "llama": (_llama, _word_tokenizer),
     "qwen2": (_qwen2, _qwen2_tokenizer),
 }
@@ -342,7 +347,7 @@ def test_quantize_int8_merges_lora_and_keeps_the_function(hf_folder: Path) -> No
     n = quantize_int8(lm)
     assert n == 2 * 7  # q, k, v, o, gate, up, down per layer, 2 layers
     assert not any("lora_" in name for name, _ in lm.named_modules())
-    assert not any(isinstance(m, nn.Linear) for m in lm.base_model.layers.modules())
+    assert not any(isinstance(m, nn.Linear) for m in lm.base_model.get_submodule("layers").modules())
     after = lm(ids).logits
     assert F.cosine_similarity(after.flatten(), before.flatten(), dim=0) > 0.99
     cache = BoundedKVCache(lm, sink=SINK, window=WINDOW)
@@ -358,7 +363,7 @@ def test_quantize_int8_merges_lora_and_keeps_the_function(hf_folder: Path) -> No
 # ---------------------------------------------------------------------------
 
 
-def _hf_config(folder: Path, **kw: object) -> CommentatorConfig:
+def _hf_config(folder: Path, **kw: Any) -> CommentatorConfig:
     return CommentatorConfig(backbone="hf", backbone_path=str(folder), lora_rank=4, pool_heads=2, dropout=0.0,
                              sink_positions=SINK, window_positions=WINDOW, **kw)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ DIM = TINY.token_dim
 
 
 
-def _model(cfg: CommentatorConfig = TINY, seed: int = 0, **changes: object) -> Commentator:
+def _model(cfg: CommentatorConfig = TINY, seed: int = 0, **changes: Any) -> Commentator:
     torch.manual_seed(seed)
     return build_commentator(replace(cfg, **changes), CODEC).eval()
 
@@ -114,7 +115,7 @@ def test_word_codec_and_vocab_round_trip() -> None:
 def test_config_validation_and_construction() -> None:
     assert TINY.capacity == 12 and TINY.step_tokens == 4
     assert replace(TINY, duplex_format="parallel").step_tokens == 1
-    for bad, match in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"backbone": "gpt9"}, "unknown backbone"),
         ({"backbone": "hf"}, "backbone_path"),
         ({"duplex_format": "stacked"}, "unknown duplex_format"),
@@ -122,7 +123,8 @@ def test_config_validation_and_construction() -> None:
         ({"window_positions": 4}, "window_positions"),
         ({"key_flag_index": 64}, "key_flag_index"),
         ({"dropout": 1.0}, "dropout"),
-    ]:
+    ]
+    for bad, match in cases:
         with pytest.raises(ValueError, match=match):
             replace(TINY, **bad).validate()
     with pytest.raises(ValueError, match="WordCodec"):
@@ -252,6 +254,7 @@ def test_step_decodes_greedily_what_forward_predicts(fmt: str) -> None:
     said = [m.step(state, a) for a in steps]
     assert state.steps == len(steps)
     sil, eol = m.codec.sil_id, m.codec.eol_id
+    assert isinstance(m.codec, WordCodec)
     assert any(said) and not all(said)  # an untrained model both talks and keeps silent here
     for s in said:
         assert len(s) <= m.cfg.step_tokens
@@ -449,6 +452,7 @@ def test_decoding_rules(fmt: str) -> None:
 def test_choose_rules_on_given_logits() -> None:
     m = _model()
     c = m.codec
+    assert isinstance(c, WordCodec)
     state = m.new_state()
     logits = torch.full((c.n_ids,), -10.0)
     logits[c.eol_id], logits[c.vocab.pad_id], logits[5] = 5.0, 9.0, 1.0
@@ -513,10 +517,10 @@ def test_checkpoint_round_trip_and_runtime_pieces(tmp_path: Path, fmt: str) -> N
     m2, meta = load_checkpoint(path)
     assert meta == {"steps": 3, "note": fmt} and m2.cfg == m.cfg and not m2.training
     assert isinstance(m2.codec, WordCodec) and m2.codec.vocab == CODEC.vocab
-    a, b = m.state_dict(), m2.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    saved, loaded = m.state_dict(), m2.state_dict()
+    assert saved.keys() == loaded.keys()
+    for k in saved:
+        assert torch.equal(saved[k], loaded[k]), k
 
     rt = CommentatorRuntime.load(path, silence_bias=-1e9)  # talks at every step
     assert rt.model.cfg.silence_bias == -1e9 and rt.meta == meta and rt.codec is rt.model.codec
@@ -618,8 +622,10 @@ def test_views_change_the_input_and_stream_as_forward_sees_them() -> None:
     steps, views = _random_steps(12, seed=5), _random_views(12, seed=5)
     seq = _random_sequence("interleaved", 12, seed=5)
     vt, vm, frame, text = _inputs(seq, steps)
-    rows = [views[int(t)] if f and views[int(t)] is not None else np.zeros((0, VIEW_DIM), np.float32)
-            for t, f in zip(seq.step, seq.is_frame, strict=True)]
+    rows = []
+    for t, f in zip(seq.step, seq.is_frame, strict=True):
+        view = views[int(t)]
+        rows.append(view if f and view is not None else np.zeros((0, VIEW_DIM), np.float32))
     kmax = max(r.shape[0] for r in rows)
     vv, vvm = torch.zeros(1, len(rows), kmax, VIEW_DIM), torch.zeros(1, len(rows), kmax, dtype=torch.bool)
     for i, r in enumerate(rows):

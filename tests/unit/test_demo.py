@@ -6,9 +6,9 @@ from actors.demo import decode_failure
 from streams import messages as m
 
 
-def _status(stage: str, level: str = "info", code: str = "counters", message: str = "",
+def _status(stage: str, level: m.StatusLevel = "info", code: str = "counters", message: str = "", /,
             **counters: int) -> m.Status:
-    return m.Status(stream="demo", seq=0, pts_s=0.0, capture_ts=0.0, stage=stage, level=level,  # type: ignore[arg-type]
+    return m.Status(stream="demo", seq=0, pts_s=0.0, capture_ts=0.0, stage=stage, level=level,
                     code=code, message=message, counters=counters)
 
 
@@ -18,7 +18,7 @@ def test_the_decoders_first_error_is_the_reason() -> None:
                 received=2),
         _status("flow", "warning", "dropped", "flow: 1 dropped"),
         _status("decoder", "error", "session", "video packet before the stream header: dropped", received=3),
-        _status("decoder", message="decoder: stream ended", received=3, **{"errors.corrupt_packet": 2}),
+        _status("decoder", "info", "counters", "decoder: stream ended", received=3, **{"errors.corrupt_packet": 2}),
     ]
     assert decode_failure(statuses, frames_received=0) == (
         "corrupt_packet: cinepak packet could not be decoded: Invalid argument")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -34,8 +35,8 @@ from models.vision.encoder import (
 from streams.errors import ModelError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-             patch_size=8)  # a 4x4 patch grid
+TOWER: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=32, patch_size=8)  # a 4x4 patch grid
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
 
 
@@ -101,6 +102,7 @@ def test_hf_tokens_are_the_pooled_output_then_pooled_patches(clip_dir: Path, sig
     np.testing.assert_allclose(out[:, 4], patches[:, 2:, 2:].mean((1, 2)), atol=1e-5)  # bottom-right cell
     # SigLIP has no CLS token: the 16 tokens are the grid
     enc = load_encoder(EncoderConfig(kind="hf", path=str(siglip_dir), cells=2))
+    assert isinstance(enc, HFVisionEncoder)
     model = SiglipVisionModel.from_pretrained(siglip_dir).eval()
     pixels = enc.processor(images=list(rgb), return_tensors="pt")["pixel_values"]
     assert tuple(pixels.shape) == (2, 3, 32, 32)
@@ -118,6 +120,7 @@ def test_hf_dual_encoder_folder_loads_its_vision_tower(tmp_path: Path) -> None:
     full = CLIPModel(CLIPConfig(vision_config=TOWER, text_config=text))
     full.save_pretrained(tmp_path)
     enc = load_encoder(EncoderConfig(kind="hf", path=str(tmp_path)))
+    assert isinstance(enc, HFVisionEncoder)
     rgb = views(1)
     pixels = enc.processor(images=list(rgb), return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
@@ -152,9 +155,13 @@ needs_lite0 = pytest.mark.skipif(not _fetched(), reason="EfficientNet-Lite0 not 
 
 @pytest.fixture(scope="module")
 def lite0() -> dict[str, EfficientNetEncoder]:
-    encoders = {b: load_encoder(EncoderConfig(backend=b, cells=2)) for b in ("onnx", "torch")}
-    assert all(isinstance(e, EfficientNetEncoder) for e in encoders.values())
-    return encoders  # type: ignore[return-value]
+    encoders: dict[str, EfficientNetEncoder] = {}
+    backend: Literal["onnx", "torch"]
+    for backend in ("onnx", "torch"):
+        encoder = load_encoder(EncoderConfig(backend=backend, cells=2))
+        assert isinstance(encoder, EfficientNetEncoder)
+        encoders[backend] = encoder
+    return encoders
 
 
 @needs_lite0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import msgspec
 import numpy as np
 import pytest
@@ -17,7 +19,17 @@ from streams.subjects import (
     wildcard_subject,
 )
 
-COMMON = {"stream": "cam-1", "seq": 7, "pts_s": 1.25, "capture_ts": 1_700_000_000.5}
+
+class Common(TypedDict):
+    """The fields every per-stream message has."""
+
+    stream: str
+    seq: int
+    pts_s: float
+    capture_ts: float
+
+
+COMMON: Common = {"stream": "cam-1", "seq": 7, "pts_s": 1.25, "capture_ts": 1_700_000_000.5}
 
 
 def samples() -> list[msgspec.Struct]:
@@ -51,7 +63,7 @@ def test_round_trip(message: msgspec.Struct) -> None:
 def test_arrays_keep_dtype_shape_and_values() -> None:
     flow = np.random.default_rng(0).normal(size=(120, 160, 2)).astype(np.float16)
     motion = m.decode(m.encode(m.Motion(**COMMON, image=m.Array.from_numpy(np.zeros((120, 160, 3), np.uint8)),
-                                        flow=m.Array.from_numpy(flow))))
+                                        flow=m.Array.from_numpy(flow))), m.Motion)
     out = motion.flow.to_numpy(dtype="float16", ndim=3)
     assert out.dtype == np.float16 and out.shape == (120, 160, 2)
     np.testing.assert_array_equal(out, flow)
@@ -84,7 +96,8 @@ def test_unexpected_kind_is_rejected() -> None:
 
 
 def test_invalid_stream_id_inside_message_is_rejected() -> None:
-    data = m.encode(m.EndOfStream(**{**COMMON, "stream": "a.b"}))
+    bad_id: Common = {**COMMON, "stream": "a.b"}
+    data = m.encode(m.EndOfStream(**bad_id))
     with pytest.raises(SchemaError, match="invalid stream id"):
         m.decode(data)
 

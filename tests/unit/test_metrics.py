@@ -148,8 +148,8 @@ def test_no_reply_is_undefined_not_nan() -> None:
 
 def test_shape_and_dtype_errors() -> None:
     t = np.zeros(4, np.int64)
-    good = dict(pred=t, logprob_target=np.zeros(4, np.float32), is_frame=np.ones(4, bool),
-                frame_time_s=np.zeros(4))
+    good: dict[str, np.ndarray] = dict(pred=t, logprob_target=np.zeros(4, np.float32), is_frame=np.ones(4, bool),
+                                       frame_time_s=np.zeros(4))
     with pytest.raises(ValueError, match=r"pred: expected int \[4\], got int64 \[3\]"):
         stream_metrics(t, **{**good, "pred": t[:3]}, sil_id=SIL, eol_id=EOL)
     with pytest.raises(ValueError, match="is_frame: expected bool"):

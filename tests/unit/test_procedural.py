@@ -236,10 +236,11 @@ def test_read_transcript_errors(tmp_path: Path) -> None:
     assert read_transcript(good) == ([], [Line(0.5, 1.0, "hello")])
     # "move" is labelled on real footage only (models.data.autolabel), never rendered.
     moved = tmp_path / "moved.json"
-    line = {"start_s": 0.5, "end_s": 2.1, "text": "something moves on the left"}
+    text = "something moves on the left"
+    line = {"start_s": 0.5, "end_s": 2.1, "text": text}
     moved.write_text(json.dumps({"events": [{"t_s": 0.2, "kind": "move"}], "lines": [line]}))
-    assert read_transcript(moved) == ([Event(0.2, "move")], [Line(0.5, 2.1, "something moves on the left")])
-    assert "move" not in SCENE_EVENT_KINDS and matches_event(line["text"], "move")
+    assert read_transcript(moved) == ([Event(0.2, "move")], [Line(0.5, 2.1, text)])
+    assert "move" not in SCENE_EVENT_KINDS and matches_event(text, "move")
 
 
 def test_make_dataset_is_deterministic(tmp_path: Path) -> None:

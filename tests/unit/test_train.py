@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ TINY = CommentatorConfig(
     d_model=32, n_layers=1, n_heads=2, pool_heads=2, dropout=0.0, sink_positions=2, window_positions=30
 )
 EVAL_KEYS = ("event_recall", "event_precision", "time_diff_s", "fluency", "lm_ppl", "semantic_similarity",
-             "bflow_tokens_per_s", "dense_tokens_per_s", "steps_per_s")
+             "bflow_tokens_per_s", "dense_tokens_per_s", "steps_per_s", "encoder_calls_per_s",
+             "object_mention_recall", "object_mention_precision", "distinct_lines_per_min")
 
 
 def _fake_example(t: int, rng: np.random.Generator, fmt: str, k: int = 2) -> ClipExample:
@@ -207,7 +209,7 @@ def test_train_and_evaluate_end_to_end(clip_dir: Path, tmp_path: Path, fmt: str)
 
 def test_train_resumes_from_its_state(clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.pt"
-    kw = dict(data_dir=clip_dir, out=out, n_clips=3, held_out=1, batch_size=2, seed=0, progress=False,
+    kw: dict[str, Any] = dict(data_dir=clip_dir, out=out, n_clips=3, held_out=1, batch_size=2, seed=0, progress=False,
               config=TINY, workers=1, threads=1, checkpoint_every=1)
     first = train(steps=2, **kw)
     assert [h["step"] for h in first["train"]["history"]] == [1, 2]

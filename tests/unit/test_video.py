@@ -22,7 +22,7 @@ from models.vision.video import (
 )
 from streams import messages as m
 from streams.errors import CorruptPacketError, MediaError, OversizedFrameError, UnknownCodecError
-from tests.conftest import make_clip
+from tests.conftest import make_clip, packet_pts_s
 
 CASES = [
     ("libx264", "mp4", None),
@@ -89,7 +89,7 @@ def test_decoder_waits_for_keyframe_and_survives_garbage(h264_clip: Path) -> Non
 
     container = av.open(str(h264_clip))
     stream = container.streams.video[0]
-    decoder = VideoDecoder(CodecParams("h264", bytes(stream.codec_context.extradata), 320, 240, 25.0))
+    decoder = VideoDecoder(CodecParams("h264", stream.codec_context.extradata or b"", 320, 240, 25.0))
     assert decoder.decode(b"\x00\x01garbage", pts_s=0.0, keyframe=False) == []
     assert decoder.skipped_before_keyframe == 1
     frames = []
@@ -97,7 +97,7 @@ def test_decoder_waits_for_keyframe_and_survives_garbage(h264_clip: Path) -> Non
     for index, packet in enumerate(container.demux(stream)):
         if packet.size == 0:
             continue
-        pts = float(packet.pts * packet.time_base)
+        pts = packet_pts_s(packet)
         if index == 10:
             try:
                 decoder.decode(b"\xff" * 64, pts_s=pts, keyframe=False)
@@ -116,11 +116,11 @@ def test_oversized_decoded_frame(tmp_path: Path) -> None:
     container = av.open(str(clip))
     stream = container.streams.video[0]
     # The header lies about the size; the decoded frames reveal it.
-    decoder = VideoDecoder(CodecParams("h264", bytes(stream.codec_context.extradata)), max_source_pixels=320 * 240)
+    decoder = VideoDecoder(CodecParams("h264", stream.codec_context.extradata or b""), max_source_pixels=320 * 240)
     with pytest.raises(OversizedFrameError):
         for packet in container.demux(stream):
             if packet.size:
-                decoder.decode(bytes(packet), pts_s=float(packet.pts * packet.time_base), keyframe=packet.is_keyframe)
+                decoder.decode(bytes(packet), pts_s=packet_pts_s(packet), keyframe=packet.is_keyframe)
         decoder.flush()
     container.close()
 
@@ -164,6 +164,7 @@ def _encode(tmp_path: Path, codec: str, fmt: str, ext: str, pix_fmt: str) -> tup
     with av.open(f"testsrc2=size={width}x{height}:rate={FPS}", format="lavfi") as source, \
             av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=FPS)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for index, frame in enumerate(source.decode(video=0)):
             if index >= N_FRAMES:
