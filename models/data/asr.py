@@ -60,7 +60,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import re
@@ -76,7 +75,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from models.data.procedural import Line
+from models.data.procedural import Line, write_transcript
 from models.lm.vocab import words as vocab_words
 from streams import settings
 from streams.errors import MediaError, MMDError, ModelError
@@ -521,15 +520,7 @@ def label_asr(video: Path, *, model: str | SpeechRecognizer = DEFAULT_ASR_MODEL,
         "lines": [dataclasses.asdict(line) for line in words_to_lines(words, lines)],
         "words": [dataclasses.asdict(w) for w in words],
     }
-    json_path = video.with_suffix(".json")
-    tmp = json_path.with_name(json_path.name + ".part")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, json_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return json_path
+    return write_transcript(video, data)
 
 
 def label_dir_asr(

@@ -104,10 +104,8 @@ the event, one word per ``SECONDS_PER_WORD``, never overlapping the previous lin
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,6 +128,7 @@ from models.data.procedural import (
     Line,
     read_transcript,
     write_clip,
+    write_transcript,
 )
 from models.vision import bflow, video
 
@@ -851,15 +850,7 @@ def write_labels(
         "events": [dataclasses.asdict(e) for e in events],
         "lines": [dataclasses.asdict(line) for line in lines],
     }
-    json_path = path.with_suffix(".json")
-    tmp = json_path.with_name(json_path.name + ".part")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, json_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return json_path
+    return write_transcript(path, data)
 
 
 # ---------------------------------------------------------------------------------------

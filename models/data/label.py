@@ -70,10 +70,8 @@ training videos (43 s per minute of video) and 122 s for the 130 s of the held-o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -96,7 +94,7 @@ from models.data.autolabel import (
 )
 from models.data.detector import DetectorConfig, ObjectDetector
 from models.data.ocr import OcrConfig, TextReader
-from models.data.procedural import EVENT_KINDS, MOVE_PLACES, MOVE_WAYS, Event, Line, matches_event
+from models.data.procedural import EVENT_KINDS, MOVE_PLACES, MOVE_WAYS, Event, Line, matches_event, write_transcript
 from models.vision import video
 from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
 from streams.errors import MediaError, MMDError, ModelError
@@ -1008,14 +1006,7 @@ def label_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers: Te
         "events": [dataclasses.asdict(e) for e in events],
         "lines": [dataclasses.asdict(line) for line in lines],
     }
-    json_path = path.with_suffix(".json")
-    tmp = json_path.with_name(json_path.name + ".part")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, json_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    json_path = write_transcript(path, data)
     log.info("%s: %d lines over %.1f s", path.name, len(lines), info["duration_s"])
     return json_path
 

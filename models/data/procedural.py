@@ -1168,6 +1168,27 @@ def _number(item: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
+def write_transcript(video: Path, data: dict[str, Any]) -> Path:
+    """Writes a transcript (``{"events": [...], "lines": [...], ...}``) next to a video, atomically.
+
+    Args:
+        video: The video file; the transcript goes to ``video.with_suffix(".json")``.
+        data: The transcript and any provenance fields (JSON-serialisable).
+
+    Returns:
+        The transcript's path.
+    """
+    json_path = video.with_suffix(".json")
+    tmp = json_path.with_name(json_path.name + ".part")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, json_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return json_path
+
+
 def read_transcript(path: Path) -> tuple[list[Event], list[Line]]:
     """Reads the transcript of a clip written by :func:`write_clip` (or a real corpus).
 
