@@ -75,7 +75,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from models.data.procedural import Line, write_transcript
+from models.data.procedural import Line, label_each, videos_in, write_transcript
 from models.lm.vocab import words as vocab_words
 from streams import settings
 from streams.errors import MediaError, MMDError, ModelError
@@ -84,7 +84,6 @@ __all__ = [
     "ASR_MODELS",
     "DEFAULT_ASR_MODEL",
     "SAMPLE_RATE_HZ",
-    "VIDEO_SUFFIXES",
     "AsrConfig",
     "AsrModelError",
     "LineConfig",
@@ -102,9 +101,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ: Final = 16_000  # Whisper's input rate
-#: File name endings :func:`label_dir_asr` treats as videos (lowercase).
-VIDEO_SUFFIXES: Final = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".flv", ".mpg",
-                                   ".mpeg", ".wmv", ".ogv", ".3gp"})
 _SENTENCE_END: Final = re.compile(r"[.!?…]['\"”)\]]*$")
 
 
@@ -532,9 +528,9 @@ def label_dir_asr(
 ) -> list[Path]:
     """Writes a transcript next to every video in a folder (not its sub-folders).
 
-    Videos are the files whose name ends in one of :data:`VIDEO_SUFFIXES`, in name
-    order. The model is loaded once. A video that cannot be transcribed (no audio
-    track, undecodable) is skipped with a warning; the others are still labelled.
+    Videos are those of :func:`models.data.procedural.videos_in`, in name order. The
+    model is loaded once. A video that cannot be transcribed (no audio track,
+    undecodable) is skipped with a warning; the others are still labelled.
 
     Args:
         folder: The folder.
@@ -551,21 +547,8 @@ def label_dir_asr(
         AsrModelError: If the model is not fetched or cannot be loaded.
         OSError: If a transcript cannot be written.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"not a folder: {folder}")
-    videos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = videos_in(folder)
     if not videos:
         return []
     recognizer = _recognizer(model)
-    written: list[Path] = []
-    for done, video in enumerate(videos, start=1):
-        error: MediaError | None = None
-        try:
-            written.append(label_asr(video, model=recognizer, lines=lines))
-        except MediaError as exc:
-            logger.warning("skipping %s: %s", video.name, exc)
-            error = exc
-        if progress is not None:
-            progress(done, len(videos), video, error)
-    return written
+    return label_each(videos, lambda video: label_asr(video, model=recognizer, lines=lines), progress)

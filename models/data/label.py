@@ -94,7 +94,17 @@ from models.data.autolabel import (
 )
 from models.data.detector import DetectorConfig, ObjectDetector
 from models.data.ocr import OcrConfig, TextReader
-from models.data.procedural import EVENT_KINDS, MOVE_PLACES, MOVE_WAYS, Event, Line, matches_event, write_transcript
+from models.data.procedural import (
+    EVENT_KINDS,
+    MOVE_PLACES,
+    MOVE_WAYS,
+    Event,
+    Line,
+    label_each,
+    matches_event,
+    videos_in,
+    write_transcript,
+)
 from models.vision import video
 from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
 from streams.errors import MediaError, MMDError, ModelError
@@ -1011,20 +1021,6 @@ def label_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers: Te
     return json_path
 
 
-def videos_in(folder: Path) -> list[Path]:
-    """The videos of a folder (not its sub-folders), by name: files ending in one of ``asr.VIDEO_SUFFIXES``.
-
-    Raises:
-        NotADirectoryError: If ``folder`` is not a folder.
-    """
-    from models.data.asr import VIDEO_SUFFIXES
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"not a folder: {folder}")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-
-
 def label_dir(
     folder: Path,
     *,
@@ -1074,14 +1070,4 @@ def label_dir(
 
         def label(path: Path) -> Path:
             return label_video(path, config=config, teachers=teachers)
-    written: list[Path] = []
-    for done, path in enumerate(todo, start=1):
-        error: MMDError | None = None
-        try:
-            written.append(label(path))
-        except MediaError as exc:
-            log.warning("skipping %s: %s", path.name, exc)
-            error = exc
-        if progress is not None:
-            progress(done, len(todo), path, error)
-    return written
+    return label_each(todo, label, progress)

@@ -46,7 +46,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from streams.errors import MMDError
+from streams.errors import MediaError, MMDError
 
 __all__ = [
     "CLIP_KINDS",
@@ -1166,6 +1166,53 @@ def _number(item: dict[str, Any], key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise TranscriptError(f"{where}: {key!r} must be a finite number, got {value!r}")
     return float(value)
+
+
+#: File name endings treated as videos when a folder is labelled (lowercase).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".flv", ".mpg",
+                            ".mpeg", ".wmv", ".ogv", ".3gp"})
+
+
+def videos_in(folder: Path) -> list[Path]:
+    """The videos of a folder (not its sub-folders), by name: files ending in one of :data:`VIDEO_SUFFIXES`.
+
+    Raises:
+        NotADirectoryError: If ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not a folder: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def label_each(
+    videos: list[Path],
+    label: Callable[[Path], Path],
+    progress: Callable[[int, int, Path, MMDError | None], None] | None = None,
+) -> list[Path]:
+    """Labels videos one by one; a video that cannot be decoded is skipped with a warning.
+
+    Args:
+        videos: The videos, in order.
+        label: Writes one video's transcript and returns its path; raises ``MediaError``
+            for a video it cannot read.
+        progress: Called after each video with ``(done, total, video, error)``; ``error``
+            is the error that made it skip the video, else None.
+
+    Returns:
+        The transcripts written, in video order.
+    """
+    written: list[Path] = []
+    for done, video in enumerate(videos, start=1):
+        error: MMDError | None = None
+        try:
+            written.append(label(video))
+        except MediaError as exc:
+            logger.warning("skipping %s: %s", video.name, exc)
+            error = exc
+        if progress is not None:
+            progress(done, len(videos), video, error)
+    return written
 
 
 def write_transcript(video: Path, data: dict[str, Any]) -> Path:
