@@ -60,6 +60,12 @@ The transcript's ``events`` list holds the event kinds of the procedural vocabul
 (:data:`models.data.procedural.EVENT_KINDS`) whose line says the kind's keyword
 (``matches_event``), so event recall on these transcripts counts what a line says.
 
+**Known motions.** A clip made by :mod:`models.data.realclips` that composites an object
+over a background records in its ``.gen.json`` sidecar what moves, from which side and
+when (:func:`known_motions`). The teachers' lines about that motion (enters, leaves,
+moves and stops while it travels) are then replaced by lines that say it: the detector
+may miss or misname a pasted cut-out, the generator cannot.
+
 Cost, measured with ``mmduplex label`` on the footage of :mod:`mmduplex.footage` on the
 shared 2-core machine (load average 3-5, December 2026): 216 s for the 301 s of the
 training videos (43 s per minute of video) and 122 s for the 130 s of the held-out ones
@@ -70,6 +76,7 @@ training videos (43 s per minute of video) and 122 s for the 130 s of the held-o
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import zlib
@@ -111,11 +118,13 @@ from streams.errors import MediaError, MMDError, ModelError
 
 __all__ = [
     "OBJECT_NOUNS",
+    "KnownMotion",
     "LabelConfig",
     "Teachers",
     "describe_video",
     "label_dir",
     "label_video",
+    "known_motions",
     "load_teachers",
     "videos_in",
 ]
@@ -940,7 +949,8 @@ def _tracks_at(e: Event, tracks: list[_Track]) -> list[_Track]:
 
 
 def describe_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers: Teachers,
-                   seed: int = 0) -> tuple[list[Event], list[Line], dict[str, Any]]:
+                   seed: int = 0, known: list[KnownMotion] | None = None,
+                   ) -> tuple[list[Event], list[Line], dict[str, Any]]:
     """Labels one video with the teachers: events, lines and what was seen.
 
     Args:
@@ -948,6 +958,8 @@ def describe_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers:
         config: Rates and thresholds.
         teachers: Loaded teacher models.
         seed: Seed of the template and reaction-delay choices.
+        known: Object motions known for certain (:func:`known_motions`); what the
+            teachers said of them is replaced by lines that say them.
 
     Returns:
         ``(events, lines, info)``: lines sorted by start; events (kinds in
@@ -963,7 +975,8 @@ def describe_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers:
         raise MediaError(f"{path}: no frame could be decoded")
     seen = _observe(path, m, teachers, config)
     width, height = _frame_size(path, config.max_width)
-    pairs = schedule_lines(_candidates(seen, config, width / height), duration_s=seen.duration_s, seed=seed,
+    cands = _with_known(_candidates(seen, config, width / height), known or [], config)
+    pairs = schedule_lines(cands, duration_s=seen.duration_s, seed=seed,
                            config=config.flow, min_spacing_s=config.min_line_spacing_s)
     events = [e for e, line in pairs if e.kind in EVENT_KINDS and matches_event(line.text, e.kind)]
     lines = [line for _, line in pairs]
@@ -971,6 +984,71 @@ def describe_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers:
             "tracks": [{"noun": t.noun, "first_s": t.t0, "last_s": t.t1, "detections": len(t.obs)}
                        for t in seen.tracks if t.noun and not t.absorbed]}
     return events, lines, info
+
+
+@dataclass(frozen=True)
+class KnownMotion:
+    """An object motion the clip's generator made, so known for certain (composites of
+    :mod:`models.data.realclips`): it stands in for what the teachers saw of it.
+
+    Attributes:
+        t_s: When the motion starts, seconds on the clip's clock.
+        end_s: When it ends (the object has stopped inside, or is out of view), seconds.
+        what: ``"enter"`` or ``"leave"``.
+        way: The side it enters from or leaves to: ``"left"`` or ``"right"``.
+        noun: What moves (``"person"``, ``"cat"``, ...).
+    """
+
+    t_s: float
+    end_s: float
+    what: str
+    way: str
+    noun: str
+
+
+def known_motions(path: Path) -> list[KnownMotion]:
+    """The object motions a clip's ``.gen.json`` sidecar records (none without one, or for
+    clips other than composites).
+
+    Args:
+        path: The video file; its sidecar is ``path.with_suffix(".gen.json")``.
+
+    Returns:
+        The motions, by start time.
+
+    Raises:
+        ValueError: If the sidecar is not valid JSON or an event lacks a field.
+    """
+    sidecar = Path(path).with_suffix(".gen.json")
+    if not sidecar.is_file():
+        return []
+    try:
+        data = json.loads(sidecar.read_text())
+        if data.get("kind") != "composite":
+            return []
+        out = []
+        for e in data["events"]:
+            what, _, way = e["kind"].partition(":")
+            if what in ("enter", "leave") and way in ("left", "right"):
+                out.append(KnownMotion(float(e["t_s"]), float(e["end_s"]), what, way, str(e["object"])))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{sidecar}: not a generator sidecar ({exc})") from exc
+    return sorted(out, key=lambda k: k.t_s)
+
+
+def _with_known(cands: list[LineCandidate], known: list[KnownMotion], cfg: LabelConfig) -> list[LineCandidate]:
+    """Replaces what the teachers said of known motions (enters, leaves, moves and stops
+    while the object travels, and up to ``explain_s`` after) by lines that say them."""
+    if not known:
+        return cands
+    windows = [(k.t_s - 0.5, k.end_s + cfg.explain_s) for k in known]
+    mover = ("enter", "leave", "move")
+    kept = [c for c in cands
+            if not ((c.kind in mover or c.priority == _PRIORITY_MINOR) and any(a <= c.t_s <= b for a, b in windows))]
+    for k in known:
+        kind, options = _named_options(_Named(t_s=k.t_s, what=k.what, noun=k.noun, way=k.way))
+        kept.append(LineCandidate(k.t_s, kind, options, _PRIORITY_NAMED))
+    return sorted(kept, key=lambda c: (c.t_s, c.priority))
 
 
 def _seed_of(path: Path) -> int:
@@ -983,7 +1061,7 @@ def label_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers: Te
     """Labels a video with the teachers and writes its transcript next to it (``path.with_suffix(".json")``).
 
     The JSON holds ``{"source": "label", "teachers": {...}, "config": {...}, "seed",
-    "duration_s", "tracks": [...], "events": [{"t_s", "kind"}], "lines": [{"start_s",
+    "known_motions": [...], "duration_s", "tracks": [...], "events": [{"t_s", "kind"}], "lines": [{"start_s",
     "end_s", "text"}]}``, written to a temporary name and renamed into place.
 
     Args:
@@ -1006,12 +1084,14 @@ def label_video(path: Path, *, config: LabelConfig = LabelConfig(), teachers: Te
         raise ValueError(f"video path must not end in .json, got {path}")
     teachers = teachers or load_teachers()
     seed = _seed_of(path) if seed is None else seed
-    events, lines, info = describe_video(path, config=config, teachers=teachers, seed=seed)
+    known = known_motions(path)
+    events, lines, info = describe_video(path, config=config, teachers=teachers, seed=seed, known=known)
     data: dict[str, Any] = {
         "source": "label",
         "teachers": teachers.names,
         "config": dataclasses.asdict(config),
         "seed": seed,
+        "known_motions": [dataclasses.asdict(k) for k in known],
         **info,
         "events": [dataclasses.asdict(e) for e in events],
         "lines": [dataclasses.asdict(line) for line in lines],

@@ -6,6 +6,7 @@ the on-screen text test without rapidocr.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -17,8 +18,12 @@ from models.data.detector import COCO_CLASSES, DEFAULT_MODEL, ObjectDetector
 from models.data.label import (
     _COCO_NOUNS,
     _IMAGENET_NOUNS,
+    _PRIORITY_FLOW,
+    _PRIORITY_MINOR,
+    _PRIORITY_VIEW,
     _STREET_MARKS,
     OBJECT_NOUNS,
+    KnownMotion,
     LabelConfig,
     Teachers,
     _in_view,
@@ -27,7 +32,9 @@ from models.data.label import (
     _Obs,
     _plural,
     _Track,
+    _with_known,
     describe_video,
+    known_motions,
 )
 from models.lm.vocab import words
 from models.training.metrics import noun_lemma
@@ -165,6 +172,31 @@ def test_named_lines_read_well() -> None:
     assert _named_options(_Named(1.0, "cross", "car", "left"))[1][0] == "a car drives to the left"
     assert _named_options(_Named(1.0, "leave", "bus", "right", count=2))[1][0] == "the two buses leave to the right"
     assert _named_options(_Named(1.0, "enter", "elephant", "right"))[1][1] == "an elephant enters from the right"
+
+
+def test_known_motions_replace_what_the_teachers_said_of_them(tmp_path: Path) -> None:
+    clip = tmp_path / "beach-001-person_from_left.mp4"
+    clip.with_suffix(".gen.json").write_text(json.dumps({"kind": "composite", "events": [
+        {"t_s": 1.4, "end_s": 3.0, "kind": "enter:left", "object": "dog"},
+        {"t_s": 5.0, "end_s": 6.2, "kind": "leave:right", "object": "dog"}]}))
+    known = known_motions(clip)
+    assert known == [KnownMotion(1.4, 3.0, "enter", "left", "dog"), KnownMotion(5.0, 6.2, "leave", "right", "dog")]
+    said = [LineCandidate(0.0, "", ("we see a beach",), _PRIORITY_VIEW),
+            LineCandidate(1.6, "enter", ("a squirrel comes in from the left",), 1),  # the detector misnamed it
+            LineCandidate(3.5, "", ("the squirrel stops",), _PRIORITY_MINOR),
+            LineCandidate(5.2, "leave", ("something leaves to the right",), _PRIORITY_FLOW),
+            LineCandidate(9.0, "leave", ("something leaves to the left",), _PRIORITY_FLOW)]  # outside every window
+    out = _with_known(said, known, LabelConfig())
+    assert [c.options[0] for c in out] == ["we see a beach", "a dog walks in from the left",
+                                           "the dog leaves to the right", "something leaves to the left"]
+    assert [c.kind for c in out] == ["", "enter", "leave", "leave"]
+    camera = tmp_path / "beach-002-pan_left.mp4"
+    camera.with_suffix(".gen.json").write_text(json.dumps({"kind": "camera", "events": [
+        {"t_s": 1.0, "end_s": 4.0, "kind": "pan_left"}]}))
+    assert known_motions(camera) == [] and known_motions(tmp_path / "other.mp4") == []
+    camera.with_suffix(".gen.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a generator sidecar"):
+        known_motions(camera)
 
 
 def test_schedule_lines_places_by_priority_and_spacing() -> None:
