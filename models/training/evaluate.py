@@ -188,8 +188,7 @@ def evaluate(
 
     Returns:
         Metrics (see module docstring; a rate without denominator is None), plus
-        ``per_kind`` and ``examples`` (events, reference and produced lines of the first
-        three clips).
+        ``per_kind`` and ``per_clip`` (events, reference and produced lines of every clip).
 
     Raises:
         CheckpointError: If the checkpoint is missing or invalid.
@@ -225,7 +224,7 @@ def evaluate(
     distinct: set[str] = set()
     step_time = 0.0
     kv_bytes = 0
-    examples: list[dict[str, Any]] = []
+    per_clip: list[dict[str, Any]] = []
     state = rt.new_state() if continuous else None
     for clip, feats in tqdm(list(zip(clips, feats_all, strict=True)), desc="eval", disable=not progress):
         events_raw, ref_raw = read_transcript(Path(clip).with_suffix(".json"))
@@ -257,7 +256,7 @@ def evaluate(
         n_ref_lines += len(refs)
         duration_s += feats.n_steps / MODEL_FPS_HZ
         n_tokens += int(feats.counts().sum())
-        n_views += feats.views_taken()
+        n_views += feats.views_taken() if cfg.view_dim else 0  # a model without views runs no encoder
         obj = [a + b for a, b in zip(obj, object_mention_scores(produced, refs, OBJECT_NOUNS, 2.0, words=words),
                                      strict=True)]
         distinct.update(" ".join(words(ln.text)) for ln in lines)
@@ -267,13 +266,12 @@ def evaluate(
         pred, logp = teacher_forced(rt, feats, seq)
         parts.append(stream_metrics(seq.target, pred, logp, seq.is_frame, feats.pts_s[seq.step],
                                     sil_id=rt.codec.sil_id, eol_id=rt.codec.eol_id))
-        if len(examples) < 3:
-            examples.append({
-                "clip": Path(clip).name,
-                "events": [{"t_s": t, "kind": k} for t, k in events],
-                "reference": [{"start_s": t, "text": x} for t, x in refs],
-                "produced": [{"start_s": ln.start_s, "text": ln.text} for ln in lines],
-            })
+        per_clip.append({
+            "clip": Path(clip).name,
+            "events": [{"t_s": t, "kind": k} for t, k in events],
+            "reference": [{"start_s": t, "text": x} for t, x in refs],
+            "produced": [{"start_s": ln.start_s, "text": ln.text} for ln in lines],
+        })
     minutes = max(duration_s / 60.0, 1e-9)
     tf = combine(parts).summary()
     metrics: dict[str, Any] = {
@@ -312,7 +310,7 @@ def evaluate(
         "continuous": continuous,
         "silence_bias": rt.model.cfg.silence_bias,
         "int8": int8,
-        "examples": examples,
+        "per_clip": per_clip,
     }
     if out_json is not None:
         Path(out_json).write_text(json.dumps(metrics, indent=2))
