@@ -95,9 +95,9 @@ def run_demo(
         status("rendering a procedural match clip ...")
         source = str(_synthetic_source(out_dir))
     elif source is None:
-        sample = settings.sample_clip()
+        sample = settings.demo_clip()
         if not sample.exists():
-            raise MediaError(f"sample clip {sample} is missing: run `mmduplex fetch-sample` (the set-up does)")
+            raise MediaError(f"demo clip {sample} is missing: run `mmduplex fetch-sample` (the set-up does)")
         source = str(sample)
     elif "://" not in source and not Path(source).exists():
         raise MediaError(f"no such file: {source}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up MM-Duplex on a fresh machine: a .venv at the repo root with the CPU build of
-# torch, the project and its dependencies, and the sample clip. Safe to run again.
+# torch, the project and its dependencies, the sample clips and the model weights. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,8 +17,8 @@ echo "[setup] installing mmduplex and its dependencies"
 .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import torch, ray, nats, av, msgspec, espeakng_loader" \
   || { echo "[setup] dependencies failed to install" >&2; exit 1; }
-echo "[setup] fetching the sample clip"
+echo "[setup] fetching the sample clips"
 .venv/bin/mmduplex fetch-sample
-echo "[setup] fetching the pretrained backbone and the sentence encoder (converted once, ~30 s)"
+echo "[setup] fetching the image encoder, the voice, the pretrained backbone and the sentence encoder (converted once, ~1 min)"
 .venv/bin/mmduplex fetch-models
 echo "[setup] done"

