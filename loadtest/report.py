@@ -135,8 +135,9 @@ def summary_table(result: dict[str, Any]) -> Any:
         table.add_row(f"TTS real-time factor: {voice}",
                       f"{figures['real_time_factor']} ({figures['speech_s']} s spoken)")
     if speech.get("lines"):
-        table.add_row("lines: late (espeak-ng) / all, phrases per line",
-                      f"{speech['late_lines']} / {speech['lines']}, {speech['phrases_per_line']}")
+        table.add_row("lines: late / voice busy (espeak-ng) / all, phrases per line",
+                      f"{speech['late_lines']} / {speech.get('busy_lines', 0)} / {speech['lines']}, "
+                      f"{speech['phrases_per_line']}")
     table.add_row("drops per stage", ", ".join(f"{k} {v}" for k, v in sorted(run["drops_per_stage"].items())) or "0")
     busiest = sorted(run["processes"].items(), key=lambda kv: -kv[1]["cpu_mean_pct"])[:4]
     table.add_row("CPU mean % (busiest)", ", ".join(f"{k} {v['cpu_mean_pct']}" for k, v in busiest))

@@ -6,6 +6,8 @@ always installed) so that the audio checks are on real speech.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -170,13 +172,13 @@ def test_speech_figures_sum_the_streams_per_voice() -> None:
 
     piper, espeak = "piper:en_US-joe-medium", "espeak-ng:en-us"
     figures = speech_figures([
-        {"lines": 2, "phrases": 5, f"speech_ms.{piper}": 4000, f"synth_ms.{piper}": 600},
+        {"lines": 2, "busy_lines": 1, "phrases": 5, f"speech_ms.{piper}": 4000, f"synth_ms.{piper}": 600},
         {"lines": 2, "late_lines": 1, "phrases": 3, f"speech_ms.{piper}": 1000, f"synth_ms.{piper}": 150,
          f"speech_ms.{espeak}": 2000, f"synth_ms.{espeak}": 10, "received": 9},
         {},  # a stream whose TTS never reported
     ])
     assert figures == {
-        "lines": 4, "late_lines": 1, "phrases": 8, "phrases_per_line": 2.0,
+        "lines": 4, "late_lines": 1, "busy_lines": 1, "phrases": 8, "phrases_per_line": 2.0,
         "voices": {espeak: {"speech_s": 2.0, "synth_s": 0.01, "real_time_factor": 0.005},
                    piper: {"speech_s": 5.0, "synth_s": 0.75, "real_time_factor": 0.15}},
     }
@@ -192,15 +194,34 @@ def test_lines_that_waited_in_the_queue_are_spoken_by_espeak() -> None:
     state = stage.new_state("cam1")
     delta = m.TextDelta(stream="cam1", seq=7, pts_s=3.0, capture_ts=m.now(), utterance=0, text="goal")
 
-    stage.start_line(state, delta, waited_s=0.0)
+    assert stage.start_line(state, delta, waited_s=0.0) == ""
     assert state.speaker is state.voice and state.utterance == 0 and state.pts_s == 3.0
-    stage.start_line(state, delta, waited_s=stage.late_s + 0.1)
+    why = stage.start_line(state, delta, waited_s=stage.late_s + 0.1)
     if state.fallback is None:  # the stage's own voice is espeak-ng (Piper not fetched)
-        assert state.speaker is state.voice
+        assert state.speaker is state.voice and why == ""
     else:
         assert state.speaker is state.fallback and state.speaker.engine.name.startswith("espeak-ng")
-    stage.start_line(state, delta, waited_s=0.0)
+        assert why == "late"
+    assert stage.start_line(state, delta, waited_s=0.0) == ""
     assert state.speaker is state.voice
+    # The voice spent more than its CPU bound over the window: on-time lines go to espeak-ng too.
+    stage.voice_load.add(stage.voice_cores * stage.voice_window_s + 0.5, time.monotonic())
+    why = stage.start_line(state, delta, waited_s=0.0)
+    assert (why, state.speaker) == (("", state.voice) if state.fallback is None else ("busy", state.fallback))
+
+
+def test_voice_load_is_synthesis_seconds_per_second_over_its_window() -> None:
+    from actors.tts import VoiceLoad
+
+    load = VoiceLoad(window_s=10.0)
+    assert load.cores(100.0) == 0.0
+    load.add(0.5, now_s=91.0)
+    load.add(1.5, now_s=99.0)
+    assert load.cores(100.0) == pytest.approx(0.2)
+    assert load.cores(105.0) == pytest.approx(0.15)  # the first is out of the window
+    assert load.cores(200.0) == 0.0
+    with pytest.raises(ValueError, match="window_s"):
+        VoiceLoad(window_s=0.0)
 
 
 def test_queue_wait_of_a_delta() -> None:
