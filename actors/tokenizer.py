@@ -4,8 +4,9 @@ B-Flow (:mod:`models.vision.bflow`): a full key view when the scene changes a lo
 tokens in proportion to motion, nothing on a static scene. On the steps that
 :class:`models.vision.views.KeyViewEncoder` selects (key views, motion starting, a
 refresh every few seconds) the pretrained image encoder also looks at the frame and its
-features travel as the message's ``views``; the schedule and encoder are the ones the
-commentator checkpoint was trained with (its ``meta["views"]``). Tokens, key views and
+features travel as the message's ``views``, followed by the COCO detector's boxes on that
+frame as object rows when the checkpoint was trained with them; the schedule, encoder and
+detector are the ones the commentator checkpoint was trained with (its ``meta["views"]``). Tokens, key views and
 encoder calls per step are counted in the stream's counters (``tokens``, ``key_views``,
 ``encoder_calls``) and so reported on ``status``. The steps of all streams in a batch
 with the same frame size are tokenized in one call

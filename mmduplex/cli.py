@@ -136,7 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     data_dir=args.data, extra_data=tuple(extra), out=args.out, n_clips=args.clips,
                     held_out=args.held_out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=True,
-                    eval_json=args.out.with_suffix(".json"))
+                    eval_json=args.out.with_suffix(".json"), swap_copies=args.swap_copies,
+                    feature_dropout=args.feature_dropout)
     _print_metrics(metrics["eval"])
     print(f"wrote {metrics['checkpoint']} ({metrics['checkpoint_bytes'] / 1e6:.1f} MB) and "
           f"{args.out.with_suffix('.json')}")
@@ -368,10 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("interleaved", "parallel"), default="interleaved",
                    help="duplex format: LiveCC-style interleaving or Moshi-style parallel streams "
                         "(default: %(default)s)")
-    p.add_argument("--video-tokens", choices=("bflow", "every-frame", "dense"), default="bflow",
-                   help="video tokens: B-Flow with key views (what the live system runs), B-Flow with the image "
-                        "encoder on every frame, or the dense 8x8-per-frame baseline; the last two are the "
-                        "ablation's baselines (default: %(default)s)")
+    p.add_argument("--video-tokens", choices=("bflow", "bflow-objects", "every-frame", "dense"), default="bflow",
+                   help="video tokens: B-Flow with key views seen by the image encoder (what the live system "
+                        "runs), the same with the object detector's boxes on each key view, B-Flow with the "
+                        "image encoder on every frame, or the dense 8x8-per-frame baseline; the last three are "
+                        "the ablation's arms (default: %(default)s)")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
                    help="procedural clip directory (video + .json transcript); generated if empty "
                         "(default: %(default)s)")
@@ -380,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-clips", type=int, default=0, metavar="N",
                    help="also train on N augmented clips of the sample footage, labelled automatically from "
                         "flow statistics (pans, cuts, objects entering/leaving)")
+    p.add_argument("--swap-copies", type=int, default=2, metavar="N",
+                   help="with --video-tokens bflow-objects: class-swapped copies of each --extra-data clip whose "
+                        "key views hold detector classes its lines name: a car becomes a bus in the object rows "
+                        "and the words alike, so the model learns to say what the detector saw (0: none; "
+                        "default: %(default)s)")
+    p.add_argument("--feature-dropout", type=float, default=0.5, metavar="P",
+                   help="with --video-tokens bflow-objects: probability of hiding the image encoder's features of "
+                        "a key view that has object rows, "
+                        "so that the model also names things from the detector's classes (default: %(default)s)")
     p.add_argument("--out", type=Path, default=settings.checkpoint_path(),
                    help="checkpoint path (default: %(default)s)")
     p.add_argument("--clips", type=int, default=400, help="procedural clips in all (default: %(default)s)")

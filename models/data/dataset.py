@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.lm.duplex import PositionSequence, build_sequence, layout_lines
-from models.vision import bflow, encoder, flow, video, views
+from models.vision import bflow, detector, encoder, flow, video, views
 
 if TYPE_CHECKING:
     from models.lm.text import TextCodec
@@ -135,10 +135,14 @@ class ClipExample:
 #: :class:`~models.vision.views.KeyViewEncoder` selects (what the live system runs), the
 #: same with the encoder on every frame (``every-frame``), and the dense baseline of the
 #: ablation (an 8x8 key view of every frame, :func:`compute_dense_features`).
-VIDEO_TOKENIZERS = ("bflow", "every-frame", "dense")
+#: ``bflow-objects`` is ``bflow`` with the detector's object rows on its key views (the
+#: ablation of the teacher feeding the live tokenizer, docs/MODEL.md).
+VIDEO_TOKENIZERS = ("bflow", "bflow-objects", "every-frame", "dense")
 
-#: View schedule of each tokenizer that takes views.
-VIEW_CONFIGS = {"bflow": views.ViewConfig(), "every-frame": views.ViewConfig(refresh_s=0.0, min_gap_s=0.0)}
+#: View schedule of each tokenizer that takes views: the encoder on B-Flow's key views,
+#: with the detector's 8 best boxes too (``bflow-objects``), or on every step.
+VIEW_CONFIGS = {"bflow": views.ViewConfig(), "bflow-objects": views.ViewConfig(objects=8),
+                "every-frame": views.ViewConfig(refresh_s=0.0, min_gap_s=0.0)}
 
 
 def feature_key(tokenizer: str = "bflow") -> str:
@@ -152,7 +156,7 @@ def feature_key(tokenizer: str = "bflow") -> str:
     h.update(repr(flow.FlowConfig()).encode())
     if tokenizer in VIEW_CONFIGS:
         h.update(f"{VIEW_CONFIGS[tokenizer]!r};{encoder.EncoderConfig()!r};".encode())
-        for mod in (views, encoder):
+        for mod in (views, encoder, detector):
             h.update(inspect.getsource(mod).encode())
     for cfg_name in ("BFlowConfig", "TokenizerConfig"):
         cfg_cls = getattr(bflow, cfg_name, None)
@@ -338,7 +342,7 @@ def compute_dense_features(path: Path) -> ClipFeatures:
     )
 
 
-_CACHE_PREFIX = {"bflow": "feat", "every-frame": "every", "dense": "dense"}
+_CACHE_PREFIX = {"bflow": "feat", "bflow-objects": "featobj", "every-frame": "every", "dense": "dense"}
 
 
 def _cache_path(path: Path, key: str, tokenizer: str) -> Path:
@@ -524,14 +528,18 @@ def load_examples(
 
 def examples_from_features(
     paths: Sequence[Path], feats: Sequence[ClipFeatures], codec: TextCodec, *, fmt: str, k: int,
-    delay_steps: int = 0,
+    delay_steps: int = 0, lines: Sequence[Sequence[tuple[float, str]]] | None = None,
 ) -> list[ClipExample]:
-    """Position sequences of clips whose features are loaded (see :func:`load_examples`)."""
+    """Position sequences of clips whose features are loaded (see :func:`load_examples`).
+
+    ``lines``: each clip's ``(start_s, text)`` lines (default: its transcript, :func:`clip_lines`).
+    """
+    texts = lines if lines is not None else [clip_lines(Path(p)) for p in paths]
     return [
         ClipExample(
             path=Path(p),
             features=f,
-            sequence=clip_sequence(clip_lines(Path(p)), f.n_steps, codec, fmt=fmt, k=k, delay_steps=delay_steps),
+            sequence=clip_sequence(ln, f.n_steps, codec, fmt=fmt, k=k, delay_steps=delay_steps),
         )
-        for p, f in zip(paths, feats, strict=True)
+        for p, f, ln in zip(paths, feats, texts, strict=True)
     ]

@@ -10,7 +10,7 @@ and a bus", "the camera tilts up a building", "the sign says open".
 
 Teachers (all offline, CPU):
 
-* **objects**: the COCO detector (:class:`models.data.detector.ObjectDetector`,
+* **objects**: the COCO detector (:class:`models.vision.detector.ObjectDetector`,
   CenterNet-MobileNetV3) on frames decoded at the source's own resolution (scaled down
   to ``max_width``) at ``detect_hz``;
 * **tracks**: ``norfair`` (the maintained fork ``norfair-enough``, BSD-3-Clause; the
@@ -99,7 +99,6 @@ from models.data.autolabel import (
     measure_video,
     schedule_lines,
 )
-from models.data.detector import DetectorConfig, ObjectDetector
 from models.data.ocr import OcrConfig, TextReader
 from models.data.procedural import (
     EVENT_KINDS,
@@ -113,6 +112,7 @@ from models.data.procedural import (
     write_transcript,
 )
 from models.vision import video
+from models.vision.detector import DetectorConfig, ObjectDetector
 from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
 from streams.errors import MediaError, MMDError, ModelError
 
@@ -138,7 +138,7 @@ log = logging.getLogger(__name__)
 
 #: COCO class -> the noun said for it. Classes left out are never named: plural-only or
 #: odd words (scissors, skis, tie: "ties" would not read back as "tie") and the hot dog.
-_COCO_NOUNS: dict[str, str] = {
+COCO_NOUNS: dict[str, str] = {
     "person": "person", "bicycle": "bicycle", "car": "car", "motorcycle": "motorcycle", "airplane": "plane",
     "bus": "bus", "train": "train", "truck": "truck", "boat": "boat", "traffic light": "traffic light",
     "fire hydrant": "hydrant", "stop sign": "stop sign", "parking meter": "parking meter", "bench": "bench",
@@ -215,7 +215,7 @@ _FAST_VERBS = ("runs", "run")  # a person or an animal faster than run_heights_s
 _NUMBERS = {2: "two", 3: "three"}
 
 
-def _plural(noun: str) -> str:
+def plural(noun: str) -> str:
     """``"bus"`` -> ``"buses"``, ``"person"`` -> ``"people"``; a two-word noun pluralises its last word."""
     head, _, last = noun.rpartition(" ")
     if last in _IRREGULAR_PLURALS:
@@ -238,8 +238,8 @@ def _count(noun: str, n: int) -> str:
     if n <= 1:
         return _a(noun)
     if n in _NUMBERS:
-        return f"{_NUMBERS[n]} {_plural(noun)}"
-    return f"a group of {_plural(noun)}" if noun in _LIVING else f"several {_plural(noun)}"
+        return f"{_NUMBERS[n]} {plural(noun)}"
+    return f"a group of {plural(noun)}" if noun in _LIVING else f"several {plural(noun)}"
 
 
 def _verb(noun: str, n: int, *, fast: bool = False) -> str:
@@ -260,7 +260,7 @@ def _listing(counts: list[tuple[str, int]]) -> str:
 
 
 def _object_nouns() -> frozenset[str]:
-    nouns = set(_COCO_NOUNS.values()) | set(_IMAGENET_NOUNS.values()) | {"cyclist", "motorcyclist", "street"}
+    nouns = set(COCO_NOUNS.values()) | set(_IMAGENET_NOUNS.values()) | {"cyclist", "motorcyclist", "street"}
     # Two-word names count by their head word, the word the mention metric sees.
     return frozenset(n.rpartition(" ")[2] for n in nouns)
 
@@ -529,7 +529,7 @@ def _observe(path: Path, m: Measurements, teachers: Teachers, cfg: LabelConfig) 
         dx_px = float(np.interp(t_s, shift_t, shift)) * width  # content shift since the start, px
         detections = []
         for d in teachers.detector.detect(frame.rgb):
-            if d.name in _COCO_NOUNS:
+            if d.name in COCO_NOUNS:
                 detections.append(NfDetection(points=np.array([[d.x1, d.y1], [d.x2, d.y2]], np.float64),
                                               scores=np.array([d.score, d.score]), data=d,
                                               label=_TRACK_GROUPS.get(d.name, d.name)))
@@ -583,7 +583,7 @@ def _name_tracks(tracks: list[_Track], encoder: ImageEncoder | None, path: Path,
         moving = len(track.obs) >= 2 * cfg.track_min_obs and abs(_travel(track)) >= 0.5 * cfg.cross_min_travel
         if len(track.obs) >= cfg.track_min_obs and mean >= (cfg.moving_name_min_score if moving
                                                            else cfg.name_min_score):
-            track.noun = _COCO_NOUNS[best]
+            track.noun = COCO_NOUNS[best]
     people = [t for t in tracks if t.noun == "person"]
     for bike in (t for t in tracks if t.noun in ("bicycle", "motorcycle")):
         boxes = {o.t_s: o for o in bike.obs}

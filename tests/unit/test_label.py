@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from models.data.autolabel import LineCandidate, detect_tilts, measure_video, schedule_lines
-from models.data.detector import COCO_CLASSES, DEFAULT_MODEL, ObjectDetector
 from models.data.label import (
     _COCO_NOUNS,
     _IMAGENET_NOUNS,
@@ -38,6 +37,7 @@ from models.data.label import (
 )
 from models.lm.vocab import words
 from models.training.metrics import noun_lemma
+from models.vision.detector import COCO_CLASSES, DEFAULT_MODEL, ObjectDetector
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 needs_detector = pytest.mark.skipif(not DEFAULT_MODEL.is_file(),

@@ -277,3 +277,23 @@ def test_make_real_clips_splits_by_source_and_is_deterministic(tmp_path: Path) -
     other = make_real_clips(tmp_path / "c", workers=1, **{**kw, "seed": 4, "n_per_source": 1, "heldout_per_photo": 0})
     assert len(other["train"]) == 3 and len(other["heldout"]) == 1
     assert other["train"][0].read_bytes() != first["train"][0].read_bytes()
+
+
+def test_training_composites_also_show_far_objects() -> None:
+    """Half the training composites place a small, far object higher in the frame; held-out ones never."""
+    cutout = Cutout("person", None, (0.3, 0.2, 0.7, 0.8), facing=None)
+
+    def heights(augment: bool) -> list[float]:
+        out = []
+        for seed in range(40):
+            plan = draw_composite(np.random.default_rng(seed), background=Path("b.png"), background_wh=(640, 480),
+                                  object_photo=Path("o.png"), object_wh=(100, 200), cutout=cutout, augment=augment,
+                                  size=(320, 240))
+            assert plan.bottom_y <= 240
+            out.append(plan.object_size[1] / 240)
+        return out
+
+    held_out, train = heights(False), heights(True)
+    assert min(held_out) >= 0.45 - 0.01
+    far = [h for h in train if h < 0.45]
+    assert 8 <= len(far) <= 32 and min(far) >= 0.15 - 0.01  # about half, 15-40 % of the frame high

@@ -198,6 +198,7 @@ def test_train_and_evaluate_end_to_end(clip_dir: Path, tmp_path: Path, fmt: str)
     rt = CommentatorRuntime.load(out)
     # The model takes key views of the default encoder (EfficientNet-Lite0: 1280 features + the region).
     assert rt.model.cfg == replace(cfg, view_dim=view_dim(1280))
+    assert rt.meta["views"]["config"]["objects"] == 0
     assert rt.meta["views"]["encoder"]["kind"] == "efficientnet-lite0"
     assert rt.meta["eval"]["events"] == ev["events"]
     assert rt.meta["eval_clips"] == [sorted(clip_dir.glob("*.mp4"))[-1].name]
@@ -248,3 +249,14 @@ def test_generate_clips_in_parallel_shards(tmp_path: Path) -> None:
     assert len(clips) == 3
     assert {p.parent.name for p in clips} == {"shard0", "shard1"}
     assert all(p.with_suffix(".json").is_file() for p in clips)
+
+
+def test_train_with_object_rows(clip_dir: Path, tmp_path: Path) -> None:
+    """``bflow-objects``: the detector's object rows widen every view row; the checkpoint says so."""
+    out = tmp_path / "o.pt"
+    res = train(data_dir=clip_dir, out=out, n_clips=3, held_out=1, steps=1, batch_size=2, seed=0, progress=False,
+                config=replace(TINY, video_tokenizer="bflow-objects"), workers=1, threads=1, checkpoint_every=1)
+    assert res["train"]["feature_dropout"] == 0.5
+    rt = CommentatorRuntime.load(out)
+    assert rt.model.cfg.view_dim == view_dim(1280, objects=True)
+    assert rt.meta["views"]["config"]["objects"] == 8

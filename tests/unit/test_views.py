@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from models.vision.bflow import BFlowState, BFlowTokenizer
+from models.vision.detector import COCO_CLASSES, Detection
 from models.vision.encoder import EncoderConfig, load_encoder
-from models.vision.views import VIEW_META, KeyViewEncoder, ViewConfig, ViewState, view_rows
+from models.vision.views import (
+    OBJECT_META,
+    VIEW_META,
+    KeyViewEncoder,
+    ViewConfig,
+    ViewState,
+    object_rows,
+    view_rows,
+)
 
 pytest.importorskip("transformers")
 
@@ -77,3 +88,39 @@ def test_view_rows_hold_features_and_regions(tiny_clip: str) -> None:
     assert rows[0, 4, -5:].tolist() == [0.5, 0.5, 1.0, 1.0, 1.0]  # the last cell: bottom right
     with pytest.raises(ValueError, match="1 \\+ c\\*c"):
         view_rows(np.zeros((1, 3, 8), np.float32))
+
+
+def test_object_rows_carry_class_score_and_box() -> None:
+    person = Detection(x1=16.0, y1=12.0, x2=48.0, y2=108.0, score=0.7, class_id=0, name="person")
+    car = Detection(x1=80.0, y1=60.0, x2=160.0, y2=120.0, score=0.4, class_id=2, name="car")
+    rows = object_rows([person, car], 160, 120, 8)
+    assert rows.shape == (2, 8 + VIEW_META + OBJECT_META) and OBJECT_META == len(COCO_CLASSES) + 1
+    assert not rows[:, :8].any()  # no encoder feature on object rows
+    assert rows[0, 8:13].tolist() == pytest.approx([0.1, 0.1, 0.3, 0.9, 0.0])  # box in parts of the frame
+    assert rows[1, 8:13].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0, 0.0])
+    classes = rows[:, 8 + VIEW_META : -1]
+    assert classes[0, 0] == pytest.approx(0.7) and classes[1, 2] == pytest.approx(0.4)
+    assert np.count_nonzero(classes) == 2 and rows[:, -1].tolist() == [1.0, 1.0]
+    assert object_rows([], 160, 120, 8).shape == (0, 8 + VIEW_META + OBJECT_META)
+
+
+def test_detector_looks_at_key_views_too(tiny_clip: str) -> None:
+    """With ``objects``, a view is the encoder's rows (object columns zero) then one row per box."""
+    import av
+
+    path = Path(__file__).resolve().parents[1] / "data" / "detector_astronaut.jpg"
+    with av.open(str(path)) as container:  # 320x320, a person fills the left two thirds
+        photo = next(container.decode(video=0)).reformat(width=120, height=120, format="rgb24").to_ndarray()
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:, 20:140] = photo  # the model grid's size
+    viewer = KeyViewEncoder(encoder_config=EncoderConfig(kind="hf", path=tiny_clip), config=ViewConfig(objects=4))
+    assert viewer.detector is not None and viewer.dim == viewer.encoder.feature_dim + VIEW_META + OBJECT_META
+    step = _steps([frame])[0]
+    (rows,) = viewer.step_batch([ViewState()], [step], [frame])
+    boxes = viewer.detector.detect(frame)
+    assert [b.name for b in boxes] == ["person"]
+    assert rows.shape == (1 + len(boxes), viewer.dim)
+    assert not rows[0, -OBJECT_META:].any()  # the encoder's pooled row
+    np.testing.assert_allclose(rows[1:], object_rows(boxes, 160, 120, viewer.encoder.feature_dim))
+    with pytest.raises(ValueError, match="objects"):
+        ViewConfig(objects=-1)
