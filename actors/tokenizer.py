@@ -82,7 +82,8 @@ class TokenizerStage(Stage):
         rgbs = np.stack([rgb for _, _, (rgb, _) in group])
         steps = self.tokenizer.step_batch([s.bflow for s in states], rgbs,
                                           np.stack([flow for _, _, (_, flow) in group]))
-        views = (self.viewer.step_batch([s.views for s in states], steps, rgbs) if self.viewer is not None
+        flows = [flow for _, _, (_, flow) in group]
+        views = (self.viewer.step_batch([s.views for s in states], steps, rgbs, flows) if self.viewer is not None
                  else [None] * len(group))
         out: list[list[m.Message]] = []
         for (session, message, _), step, rows in zip(group, steps, views, strict=True):

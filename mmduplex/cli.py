@@ -369,11 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("interleaved", "parallel"), default="interleaved",
                    help="duplex format: LiveCC-style interleaving or Moshi-style parallel streams "
                         "(default: %(default)s)")
-    p.add_argument("--video-tokens", choices=("bflow", "bflow-objects", "every-frame", "dense"), default="bflow",
+    p.add_argument("--video-tokens", choices=("bflow", "bflow-objects", "bflow-tracks", "every-frame", "dense"),
+                   default="bflow",
                    help="video tokens: B-Flow with key views seen by the image encoder (what the live system "
-                        "runs), the same with the object detector's boxes on each key view, B-Flow with the "
-                        "image encoder on every frame, or the dense 8x8-per-frame baseline; the last three are "
-                        "the ablation's arms (default: %(default)s)")
+                        "runs); the same with the object detector's boxes on each key view as view rows "
+                        "(bflow-objects) or moved by the flow and tagging B-Flow's object tokens with their "
+                        "class (bflow-tracks); B-Flow with the image encoder on every frame; or the dense "
+                        "8x8-per-frame baseline (default: %(default)s)")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
                    help="procedural clip directory (video + .json transcript); generated if empty "
                         "(default: %(default)s)")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.lm.duplex import PositionSequence, build_sequence, layout_lines
-from models.vision import bflow, detector, encoder, flow, video, views
+from models.vision import bflow, detector, encoder, flow, objects, video, views
 
 if TYPE_CHECKING:
     from models.lm.text import TextCodec
@@ -135,13 +135,15 @@ class ClipExample:
 #: :class:`~models.vision.views.KeyViewEncoder` selects (what the live system runs), the
 #: same with the encoder on every frame (``every-frame``), and the dense baseline of the
 #: ablation (an 8x8 key view of every frame, :func:`compute_dense_features`).
-#: ``bflow-objects`` is ``bflow`` with the detector's object rows on its key views (the
-#: ablation of the teacher feeding the live tokenizer, docs/MODEL.md).
-VIDEO_TOKENIZERS = ("bflow", "bflow-objects", "every-frame", "dense")
+#: ``bflow-objects`` is ``bflow`` with the detector's object rows on its key views,
+#: ``bflow-tracks`` with its boxes moved by the flow tagging the object flow tokens
+#: (the ablations of the teacher feeding the live tokenizer, docs/MODEL.md).
+VIDEO_TOKENIZERS = ("bflow", "bflow-objects", "bflow-tracks", "every-frame", "dense")
 
 #: View schedule of each tokenizer that takes views: the encoder on B-Flow's key views,
-#: with the detector's 8 best boxes too (``bflow-objects``), or on every step.
+#: with the detector's 8 best boxes too (as rows, or as tracks), or on every step.
 VIEW_CONFIGS = {"bflow": views.ViewConfig(), "bflow-objects": views.ViewConfig(objects=8),
+                "bflow-tracks": views.ViewConfig(objects=8, objects_as="tracks"),
                 "every-frame": views.ViewConfig(refresh_s=0.0, min_gap_s=0.0)}
 
 
@@ -156,7 +158,7 @@ def feature_key(tokenizer: str = "bflow") -> str:
     h.update(repr(flow.FlowConfig()).encode())
     if tokenizer in VIEW_CONFIGS:
         h.update(f"{VIEW_CONFIGS[tokenizer]!r};{encoder.EncoderConfig()!r};".encode())
-        for mod in (views, encoder, detector):
+        for mod in (views, encoder, detector, objects):
             h.update(inspect.getsource(mod).encode())
     for cfg_name in ("BFlowConfig", "TokenizerConfig"):
         cfg_cls = getattr(bflow, cfg_name, None)
@@ -222,7 +224,7 @@ def iter_pipeline(
         else:
             f = flow.to_numpy(flow.optical_flow(prev_luma, luma, xp=np))
         step = tok.step(state, frame.rgb, f)
-        rows = viewer.step_batch([view_state], [step], [frame.rgb])[0] if viewer is not None else no_views
+        rows = viewer.step_batch([view_state], [step], [frame.rgb], [f])[0] if viewer is not None else no_views
         yield PipelineStep(frame, luma, prev_luma, f, step, rows)
         prev_luma = luma
 
@@ -342,7 +344,8 @@ def compute_dense_features(path: Path) -> ClipFeatures:
     )
 
 
-_CACHE_PREFIX = {"bflow": "feat", "bflow-objects": "featobj", "every-frame": "every", "dense": "dense"}
+_CACHE_PREFIX = {"bflow": "feat", "bflow-objects": "featobj", "bflow-tracks": "feattrk", "every-frame": "every",
+                 "dense": "dense"}
 
 
 def _cache_path(path: Path, key: str, tokenizer: str) -> Path:

@@ -380,7 +380,7 @@ def train(
     n_train = len(train_clips)
     paths, swapped = list(train_clips + eval_clips), []
     views = VIEW_CONFIGS.get(cfg.video_tokenizer)
-    dropout = feature_dropout if views is not None and views.objects else 0.0
+    dropout = feature_dropout if views is not None and views.objects and views.objects_as == "rows" else 0.0
     if swap_copies and views is not None and views.objects:
         feature_dim = cfg.view_dim - VIEW_META - OBJECT_META
         swap_rng = np.random.default_rng(seed + 1)

@@ -10,6 +10,8 @@ The encoder runs only on the steps this module selects, never on every frame:
   ``quiet_steps`` steps without any (something came into view or began to move);
 * a refresh every ``refresh_s`` seconds, so that what the scene holds stays inside the
   commentator's sliding KV-cache window on a long static shot;
+* with object tracks: after ``untracked_steps`` steps in a row with object flow tokens
+  outside every tracked box (something the detector has not seen moves);
 
 and never twice within ``min_gap_s`` seconds. The calls per second of video this costs
 are what B-Flow buys against encoding every frame (docs/MODEL.md).
@@ -24,7 +26,9 @@ row then has :data:`OBJECT_META` more columns, ``[class scores (80), is_object]`
 on encoder rows, the detection's score at its class on object rows (whose feature columns
 are zero and whose region is the box). The detector's classes are the teacher's own
 (:mod:`models.data.label` names tracks by them), so the commentator can learn to say what
-the detector saw on sources it never trained on.
+the detector saw on sources it never trained on. With ``objects_as = "tracks"`` the boxes
+are not view rows: they are carried along by the flow until the next key view and tag the
+B-Flow object tokens that lie in them with their class (:mod:`models.vision.objects`).
 
 (The seed called key views "B-frames"; to a video engineer that word means
 bidirectionally predicted frames, so MM-Duplex does not use it.)
@@ -33,7 +37,7 @@ bidirectionally predicted frames, so MM-Duplex does not use it.)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +45,7 @@ import numpy as np
 from models.vision.bflow import BFlowStep
 from models.vision.detector import COCO_CLASSES, Detection, DetectorConfig, ObjectDetector
 from models.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
+from models.vision.objects import ObjectTracks
 
 #: Region columns appended to each view row: x0, y0, x1, y1, is_cell.
 VIEW_META = 5
@@ -59,8 +64,12 @@ class ViewConfig:
     fps_hz: float = 5.0  # model steps per second
     objects: int = 0  # detector boxes per view, best first (0: no detector)
     object_score: float = 0.3  # the detector's score threshold for object rows
+    objects_as: str = "rows"  # the detector's boxes as view rows, or as "tracks" tagging B-Flow tokens
+    untracked_steps: int = 2  # tracks: steps in a row with untracked motion that trigger a view
 
     def __post_init__(self) -> None:
+        if self.objects_as not in ("rows", "tracks"):
+            raise ValueError(f"objects_as: expected 'rows' or 'tracks', got {self.objects_as!r}")
         if self.objects < 0:
             raise ValueError(f"objects: expected >= 0, got {self.objects}")
         if not 0.0 <= self.object_score <= 1.0:
@@ -75,17 +84,22 @@ class ViewState:
         steps: Steps seen so far.
         last_view_step: Step of the last view, or None before the first.
         quiet: Consecutive steps without object flow tokens.
+        untracked: Consecutive steps with untracked object flow tokens (tracks only).
         views: Views taken so far (encoder calls).
+        tracks: The detector's boxes, moved with the flow (``objects_as = "tracks"``).
     """
 
     steps: int = 0
     last_view_step: int | None = None
     quiet: int = 0
+    untracked: int = 0
     views: int = 0
+    tracks: ObjectTracks = field(default_factory=ObjectTracks)
 
     def reset(self) -> None:
         """Forget the stream (its next step takes a view)."""
-        self.steps, self.last_view_step, self.quiet, self.views = 0, None, 0, 0
+        self.steps, self.last_view_step, self.quiet, self.untracked, self.views = 0, None, 0, 0, 0
+        self.tracks = ObjectTracks()
 
 
 def view_dim(feature_dim: int, *, objects: bool = False) -> int:
@@ -121,16 +135,23 @@ class KeyViewEncoder:
         self.detector = (ObjectDetector(DetectorConfig(threads=threads, score_threshold=config.object_score,
                                                        max_detections=config.objects))
                          if config.objects > 0 else None)
-        self.dim = view_dim(self.encoder.feature_dim, objects=self.detector is not None)
+        self.rows = self.detector is not None and config.objects_as == "rows"
+        self.tracking = self.detector is not None and not self.rows
+        self.dim = view_dim(self.encoder.feature_dim, objects=self.rows)
 
-    def wants_view(self, state: ViewState, step: BFlowStep) -> bool:
-        """Advances ``state`` by one step; True if this step should be encoded."""
+    def wants_view(self, state: ViewState, step: BFlowStep, untracked: int = 0) -> bool:
+        """Advances ``state`` by one step; True if this step should be encoded.
+
+        ``untracked``: object flow tokens of the step outside every tracked box (tracks only).
+        """
         cfg = self.config
         t = state.steps
         state.steps += 1
         moving = step.n_flow - _camera_tokens(step) > 0
         started = moving and state.quiet >= cfg.quiet_steps
         state.quiet = 0 if moving else state.quiet + 1
+        state.untracked = state.untracked + 1 if untracked else 0
+        started = started or (self.tracking and state.untracked >= cfg.untracked_steps)
         since = None if state.last_view_step is None else (t - state.last_view_step) / cfg.fps_hz
         take = (
             since is None
@@ -143,20 +164,32 @@ class KeyViewEncoder:
         return take
 
     def step_batch(
-        self, states: Sequence[ViewState], steps: Sequence[BFlowStep], rgbs: np.ndarray | Sequence[np.ndarray]
+        self, states: Sequence[ViewState], steps: Sequence[BFlowStep], rgbs: np.ndarray | Sequence[np.ndarray],
+        flows: np.ndarray | Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """Views of one step of several streams, with one encoder call for all that look.
 
         Args:
             states: Each stream's view state (advanced in place).
-            steps: Each stream's B-Flow step.
+            steps: Each stream's B-Flow step; with ``objects_as = "tracks"`` its object
+                flow tokens are tagged in place (:mod:`models.vision.objects`).
             rgbs: Each stream's frame, uint8 ``[H, W, 3]`` RGB (one size for all, or a list).
+            flows: Each stream's flow of this step, float32 ``[H, W, 2]`` pixels (needed to
+                move the tracks; None: they stay where they were found).
 
         Returns:
             Per stream, float32 ``[K, dim]`` view rows (``K = 0`` when it does not look):
-            the encoder's rows, then (with the detector) one object row per box.
+            the encoder's rows, then (with the detector's rows) one object row per box.
         """
-        take = [i for i, (s, st) in enumerate(zip(states, steps, strict=True)) if self.wants_view(s, st)]
+        untracked = [0] * len(states)
+        if self.tracking:  # the boxes move with this step's flow first: what moves outside them is new
+            for i, (state, step) in enumerate(zip(states, steps, strict=True)):
+                h, w = np.asarray(rgbs[i]).shape[:2]
+                if flows is not None:
+                    state.tracks.advance(np.asarray(flows[i]))
+                untracked[i] = state.tracks.untracked(step.tokens, w, h)
+        take = [i for i, (s, st, u) in enumerate(zip(states, steps, untracked, strict=True))
+                if self.wants_view(s, st, u)]
         out = [np.zeros((0, self.dim), np.float32) for _ in states]
         if take:
             feats = self.encoder.encode(np.stack([np.asarray(rgbs[i]) for i in take]))  # [B, K, D]
@@ -166,9 +199,18 @@ class KeyViewEncoder:
                     out[i] = rows[j]
                     continue
                 rgb = np.asarray(rgbs[i])
-                obj = object_rows(self.detector.detect(rgb), rgb.shape[1], rgb.shape[0], feats.shape[-1])
+                boxes = self.detector.detect(rgb)
+                if not self.rows:
+                    states[i].tracks.reset(boxes)
+                    out[i] = rows[j]
+                    continue
+                obj = object_rows(boxes, rgb.shape[1], rgb.shape[0], feats.shape[-1])
                 enc = np.concatenate([rows[j], np.zeros((len(rows[j]), OBJECT_META), np.float32)], -1)
                 out[i] = np.concatenate([enc, obj])
+        if self.tracking:
+            for i, (state, step) in enumerate(zip(states, steps, strict=True)):
+                h, w = np.asarray(rgbs[i]).shape[:2]
+                state.tracks.tag(step.tokens, w, h)
         return out
 
 

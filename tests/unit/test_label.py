@@ -15,12 +15,12 @@ import pytest
 
 from models.data.autolabel import LineCandidate, detect_tilts, measure_video, schedule_lines
 from models.data.label import (
-    _COCO_NOUNS,
     _IMAGENET_NOUNS,
     _PRIORITY_FLOW,
     _PRIORITY_MINOR,
     _PRIORITY_VIEW,
     _STREET_MARKS,
+    COCO_NOUNS,
     OBJECT_NOUNS,
     KnownMotion,
     LabelConfig,
@@ -29,11 +29,11 @@ from models.data.label import (
     _Named,
     _named_options,
     _Obs,
-    _plural,
     _Track,
     _with_known,
     describe_video,
     known_motions,
+    plural,
 )
 from models.lm.vocab import words
 from models.training.metrics import noun_lemma
@@ -137,7 +137,7 @@ def test_a_tilt_up_is_said(teachers: Teachers, tmp_path: Path) -> None:
 
 
 def test_object_nouns_cover_every_noun_the_lines_say() -> None:
-    tracked = {*_COCO_NOUNS.values(), "cyclist", "motorcyclist", "van"}  # nouns of tracks: counted, plural
+    tracked = {*COCO_NOUNS.values(), "cyclist", "motorcyclist", "van"}  # nouns of tracks: counted, plural
     seen: set[str] = set()
 
     def said(text: str) -> set[str]:
@@ -147,7 +147,7 @@ def test_object_nouns_cover_every_noun_the_lines_say() -> None:
         assert noun in said(f"cut to a {noun}")
     for noun in sorted(tracked):
         head = noun.split()[-1]
-        assert noun_lemma(_plural(noun).split()[-1]) == head, f"{_plural(noun)!r} does not read back as {head!r}"
+        assert noun_lemma(plural(noun).split()[-1]) == head, f"{plural(noun)!r} does not read back as {head!r}"
         for what, way in (("enter", "left"), ("leave", "right"), ("cross", "left"), ("stop", ""), ("pass", "bus")):
             for count in (1, 2, 3, 5):
                 kind, options = _named_options(_Named(1.0, what, noun, way, count=count))
@@ -160,8 +160,8 @@ def test_object_nouns_cover_every_noun_the_lines_say() -> None:
         assert ({"street", "car"} if noun in _STREET_MARKS else {head, "car"}) <= said(listing), listing
     assert "street" in seen | said(listing)
     assert not {"camera", "view", "left", "right"} & OBJECT_NOUNS
-    assert {_COCO_NOUNS[c] for c in ("person", "bicycle", "car", "bus", "truck", "dog", "cat")} <= OBJECT_NOUNS
-    assert "scissors" not in _COCO_NOUNS and len(_COCO_NOUNS) < len(COCO_CLASSES)
+    assert {COCO_NOUNS[c] for c in ("person", "bicycle", "car", "bus", "truck", "dog", "cat")} <= OBJECT_NOUNS
+    assert "scissors" not in COCO_NOUNS and len(COCO_NOUNS) < len(COCO_CLASSES)
 
 
 def test_named_lines_read_well() -> None:

@@ -104,15 +104,21 @@ def test_object_rows_carry_class_score_and_box() -> None:
     assert object_rows([], 160, 120, 8).shape == (0, 8 + VIEW_META + OBJECT_META)
 
 
-def test_detector_looks_at_key_views_too(tiny_clip: str) -> None:
-    """With ``objects``, a view is the encoder's rows (object columns zero) then one row per box."""
+def _astronaut() -> np.ndarray:
+    """A model-grid frame (uint8 [120, 160, 3]) with the astronaut photo: a person on the left."""
     import av
 
     path = Path(__file__).resolve().parents[1] / "data" / "detector_astronaut.jpg"
     with av.open(str(path)) as container:  # 320x320, a person fills the left two thirds
         photo = next(container.decode(video=0)).reformat(width=120, height=120, format="rgb24").to_ndarray()
     frame = np.zeros((120, 160, 3), np.uint8)
-    frame[:, 20:140] = photo  # the model grid's size
+    frame[:, 20:140] = photo
+    return frame
+
+
+def test_detector_looks_at_key_views_too(tiny_clip: str) -> None:
+    """With ``objects``, a view is the encoder's rows (object columns zero) then one row per box."""
+    frame = _astronaut()
     viewer = KeyViewEncoder(encoder_config=EncoderConfig(kind="hf", path=tiny_clip), config=ViewConfig(objects=4))
     assert viewer.detector is not None and viewer.dim == viewer.encoder.feature_dim + VIEW_META + OBJECT_META
     step = _steps([frame])[0]
@@ -124,3 +130,47 @@ def test_detector_looks_at_key_views_too(tiny_clip: str) -> None:
     np.testing.assert_allclose(rows[1:], object_rows(boxes, 160, 120, viewer.encoder.feature_dim))
     with pytest.raises(ValueError, match="objects"):
         ViewConfig(objects=-1)
+
+
+def test_tracks_tag_object_tokens_instead_of_rows(tiny_clip: str) -> None:
+    """With ``objects_as="tracks"`` the view is the encoder's alone; the person's box tags the token inside it."""
+    from models.vision.bflow import TOKEN_DIM, BFlowStep
+    from models.vision.objects import TAG_CLASS0, TAG_FLAG
+
+    frame = _astronaut()
+    viewer = KeyViewEncoder(encoder_config=EncoderConfig(kind="hf", path=tiny_clip),
+                            config=ViewConfig(objects=4, objects_as="tracks"))
+    assert viewer.dim == viewer.encoder.feature_dim + VIEW_META
+    tokens = np.zeros((2, TOKEN_DIM), np.float32)
+    tokens[:, 1] = 1.0
+    tokens[0, 3:5] = (60 / 160, 60 / 120)  # on the astronaut
+    tokens[1, 3:5] = (150 / 160, 10 / 120)  # on the black border
+    step = BFlowStep(tokens=tokens, is_key=False, cut_score=0.0, motion_px=2.0, n_flow=2)
+    state = ViewState()
+    (rows,) = viewer.step_batch([state], [step], [frame], [np.zeros((120, 160, 2), np.float32)])
+    assert rows.shape == (1, viewer.dim) and [COCO_CLASSES[c] for c in state.tracks.classes] == ["person"]
+    assert tokens[0, TAG_FLAG] == 1 and tokens[0, TAG_CLASS0 + COCO_CLASSES.index("person")] == 1
+    assert not tokens[1, TAG_FLAG:].any()
+    with pytest.raises(ValueError, match="objects_as"):
+        ViewConfig(objects_as="boxes")
+
+
+def test_untracked_motion_makes_the_detector_look_again(tiny_clip: str) -> None:
+    """Tracks: motion outside every tracked box for two steps (after the 1 s gap) takes a view."""
+    from models.vision.bflow import TOKEN_DIM, BFlowStep
+
+    frame = _astronaut()
+    viewer = KeyViewEncoder(encoder_config=EncoderConfig(kind="hf", path=tiny_clip),
+                            config=ViewConfig(objects=4, objects_as="tracks", refresh_s=100.0))
+    still = np.zeros((120, 160, 2), np.float32)
+
+    def step(x: float | None) -> BFlowStep:
+        tokens = np.zeros((0 if x is None else 1, TOKEN_DIM), np.float32)
+        if x is not None:
+            tokens[0, 1], tokens[0, 3], tokens[0, 4] = 1.0, x / 160, 0.5
+        return BFlowStep(tokens=tokens, is_key=False, cut_score=0.0, motion_px=1.0, n_flow=len(tokens))
+
+    state = ViewState()
+    xs = [None, 60, 60, 60, 60, 60, 60, 150, 150, 150]  # the person moves in its box, then something at x=150
+    taken = [t for t, x in enumerate(xs) if len(viewer.step_batch([state], [step(x)], [frame], [still])[0])]
+    assert taken == [0, 8]  # the first frame; the second step of untracked motion (steps 7, 8)
