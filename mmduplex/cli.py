@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     held_out=args.held_out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=True,
                     eval_json=args.out.with_suffix(".json"), swap_copies=args.swap_copies,
-                    feature_dropout=args.feature_dropout)
+                    feature_dropout=args.feature_dropout, procedural_share=args.procedural_share)
     _print_metrics(metrics["eval"])
     print(f"wrote {metrics['checkpoint']} ({metrics['checkpoint_bytes'] / 1e6:.1f} MB) and "
           f"{args.out.with_suffix('.json')}")
@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --video-tokens bflow-objects: probability of hiding the image encoder's features of "
                         "a key view that has object rows, "
                         "so that the model also names things from the detector's classes (default: %(default)s)")
+    p.add_argument("--procedural-share", type=float, default=None, metavar="P",
+                   help="draw procedural clips (--data) this part of the time and --extra-data clips the rest "
+                        "(default: every clip alike)")
     p.add_argument("--out", type=Path, default=settings.checkpoint_path(),
                    help="checkpoint path (default: %(default)s)")
     p.add_argument("--clips", type=int, default=400, help="procedural clips in all (default: %(default)s)")

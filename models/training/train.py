@@ -102,6 +102,7 @@ def make_batch(
     *,
     random_start_p: float = 0.5,
     feature_dropout: float = 0.0,
+    probs: np.ndarray | None = None,
 ) -> TrainBatch:
     """Samples a training batch of clip runs.
 
@@ -119,6 +120,7 @@ def make_batch(
             in a view that has the detector's object rows, so that the model learns to name
             things from the object rows' classes too (they generalise to unseen sources,
             the look of 16 training sources does not).
+        probs: float64 ``[len(examples)]`` probability of drawing each clip (None: uniform).
 
     Returns:
         ``(video_tokens float32 [B, P, Nmax, 64], token_mask bool [B, P, Nmax],
@@ -131,7 +133,8 @@ def make_batch(
         parts: list[tuple[ClipExample, int, int]] = []  # (clip, first position, end position)
         n = 0
         while n < seq_len:
-            ex = examples[int(rng.integers(len(examples)))]
+            i = rng.integers(len(examples)) if probs is None else rng.choice(len(examples), p=probs)
+            ex = examples[int(i)]
             seq = ex.sequence
             start = 0
             if not parts and rng.random() < random_start_p and len(seq) > 1:
@@ -294,6 +297,7 @@ def train(
     eval_json: Path | None = None,
     swap_copies: int = 2,
     feature_dropout: float = 0.5,
+    procedural_share: float | None = None,
 ) -> dict[str, Any]:
     """Trains the commentator; keeps the best checkpoint by held-out loss.
 
@@ -330,6 +334,8 @@ def train(
         swap_copies: Class-swapped copies of each ``extra_data`` clip whose key views hold
             detector classes its lines name (:mod:`models.training.augment`; 0: none).
         feature_dropout: See :func:`make_batch` (only with the detector's object rows).
+        procedural_share: Part of the drawn clips that are procedural (from ``data_dir``),
+            the rest from ``extra_data``; None: every clip is drawn alike.
 
     Returns:
         ``{"train": {...}, "eval": {...}, "timing_s": {...}, "params": {...}, ...}``.
@@ -404,6 +410,13 @@ def train(
     examples = examples_from_features(paths, feats, codec, fmt=cfg.duplex_format, k=cfg.step_tokens,
                                       delay_steps=delay_steps, lines=lines)
     train_ex, eval_ex = examples[:n_train], examples[n_train:]
+    probs = None
+    n_procedural = len(train_clips) - len(extra_clips)
+    if procedural_share is not None and n_procedural and n_train > n_procedural:
+        if not 0.0 < procedural_share < 1.0:
+            raise ValueError(f"procedural_share must be in (0, 1), got {procedural_share}")
+        probs = np.full(n_train, (1.0 - procedural_share) / (n_train - n_procedural))
+        probs[:n_procedural] = procedural_share / n_procedural
 
     lr = lr if lr is not None else (2e-3 if cfg.backbone == "tiny" else 1e-3)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -444,7 +457,7 @@ def train(
     train_settings = {
         "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "sil_weight": sil_weight,
         "delay_steps": delay_steps, "n_train_clips": len(train_clips), "n_extra_clips": len(extra_clips),
-        "n_swapped_copies": len(swapped), "feature_dropout": dropout,
+        "n_swapped_copies": len(swapped), "feature_dropout": dropout, "procedural_share": procedural_share,
         "n_eval_clips": len(eval_clips), "seed": seed,
     }
 
@@ -473,7 +486,8 @@ def train(
     for it in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(it, steps, lr, warmup)
-        loss = _loss(model, make_batch(train_ex, batch_size, seq_len, rng, feature_dropout=dropout), weight)
+        batch = make_batch(train_ex, batch_size, seq_len, rng, feature_dropout=dropout, probs=probs)
+        loss = _loss(model, batch, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)

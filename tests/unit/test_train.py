@@ -87,6 +87,17 @@ def test_make_batch_concatenates_clips_to_seq_len(fmt: str) -> None:
             pos += len(fits[0])
 
 
+def test_make_batch_draws_clips_by_their_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    short = [_fake_example(4, rng, "interleaved") for _ in range(3)]  # 4 steps each
+    long = _fake_example(60, rng, "interleaved")
+    examples = [*short, long]
+    only_long = make_batch(examples, 4, 16, rng, random_start_p=0.0, probs=np.array([0.0, 0.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(only_long[4][0], only_long[4][1])  # every item is the long clip's start
+    seq = long.sequence
+    np.testing.assert_array_equal(only_long[4][0].numpy(), seq.target[:16])
+
+
 @pytest.mark.parametrize("start_p", [0.0, 1.0])
 def test_make_batch_video_rows_match_the_steps_tokens(start_p: float) -> None:
     rng = np.random.default_rng(1)
