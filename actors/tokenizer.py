@@ -5,9 +5,10 @@ tokens in proportion to motion, nothing on a static scene. On the steps that
 :class:`models.vision.views.KeyViewEncoder` selects (key views, motion starting, a
 refresh every few seconds) the pretrained image encoder also looks at the frame and its
 features travel as the message's ``views``, followed by the COCO detector's boxes on that
-frame as object rows when the checkpoint was trained with them; the schedule, encoder and
-detector are the ones the commentator checkpoint was trained with (its ``meta["views"]``). Tokens, key views and
-encoder calls per step are counted in the stream's counters (``tokens``, ``key_views``,
+frame (as object rows, or as tracks tagging the object tokens) when the checkpoint was
+trained with them; the schedule, encoder and detector are the ones the commentator
+checkpoint was trained with (its ``meta["views"]``). Tokens, key views and encoder calls
+per step are counted in the stream's counters (``tokens``, ``key_views``,
 ``encoder_calls``) and so reported on ``status``. The steps of all streams in a batch
 with the same frame size are tokenized in one call
 (:meth:`models.vision.bflow.BFlowTokenizer.step_batch`) and encoded in one encoder call.
@@ -80,9 +81,8 @@ class TokenizerStage(Stage):
     def _run(self, group: list[tuple[Session, m.Message, tuple[np.ndarray, np.ndarray]]]) -> list[list[m.Message]]:
         states: list[TokenizerState] = [session.state for session, _, _ in group]
         rgbs = np.stack([rgb for _, _, (rgb, _) in group])
-        steps = self.tokenizer.step_batch([s.bflow for s in states], rgbs,
-                                          np.stack([flow for _, _, (_, flow) in group]))
-        flows = [flow for _, _, (_, flow) in group]
+        flows = np.stack([flow for _, _, (_, flow) in group])
+        steps = self.tokenizer.step_batch([s.bflow for s in states], rgbs, flows)
         views = (self.viewer.step_batch([s.views for s in states], steps, rgbs, flows) if self.viewer is not None
                  else [None] * len(group))
         out: list[list[m.Message]] = []

@@ -370,11 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="duplex format: LiveCC-style interleaving or Moshi-style parallel streams "
                         "(default: %(default)s)")
     p.add_argument("--video-tokens", choices=("bflow", "bflow-objects", "bflow-tracks", "every-frame", "dense"),
-                   default="bflow",
-                   help="video tokens: B-Flow with key views seen by the image encoder (what the live system "
-                        "runs); the same with the object detector's boxes on each key view as view rows "
-                        "(bflow-objects) or moved by the flow and tagging B-Flow's object tokens with their "
-                        "class (bflow-tracks); B-Flow with the image encoder on every frame; or the dense "
+                   default="bflow-tracks",
+                   help="video tokens: B-Flow with key views seen by the image encoder (bflow); the same with "
+                        "the object detector's boxes on each key view moved by the flow and tagging B-Flow's "
+                        "object tokens with their class (bflow-tracks, the default model's), or as view rows "
+                        "(bflow-objects); B-Flow with the image encoder on every frame; or the dense "
                         "8x8-per-frame baseline (default: %(default)s)")
     p.add_argument("--data", type=Path, default=settings.cache_dir() / "procedural",
                    help="procedural clip directory (video + .json transcript); generated if empty "

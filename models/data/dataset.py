@@ -158,7 +158,7 @@ def feature_key(tokenizer: str = "bflow") -> str:
     h.update(repr(flow.FlowConfig()).encode())
     if tokenizer in VIEW_CONFIGS:
         h.update(f"{VIEW_CONFIGS[tokenizer]!r};{encoder.EncoderConfig()!r};".encode())
-        for mod in (views, encoder, detector, objects):
+        for mod in (views, encoder) + ((detector, objects) if VIEW_CONFIGS[tokenizer].objects else ()):
             h.update(inspect.getsource(mod).encode())
     for cfg_name in ("BFlowConfig", "TokenizerConfig"):
         cfg_cls = getattr(bflow, cfg_name, None)

@@ -117,7 +117,8 @@ def make_batch(
         rng: Random generator.
         random_start_p: Probability of starting mid-clip.
         feature_dropout: Probability of zeroing the encoder's features (not their regions)
-            in a view that has the detector's object rows, so that the model learns to name
+            in a view that has the detector's object rows (views with object columns
+            only, :mod:`models.vision.views`), so that the model learns to name
             things from the object rows' classes too (they generalise to unseen sources,
             the look of 16 training sources does not).
         probs: float64 ``[len(examples)]`` probability of drawing each clip (None: uniform).
@@ -150,7 +151,7 @@ def make_batch(
              for parts in items]
     vt, vm = _stack(videos, batch_size, seq_len, examples[0].features.tokens.shape[1])
     vv, vvm = _stack(views, batch_size, seq_len, examples[0].features.views.shape[1])
-    if feature_dropout > 0 and vv.shape[-1] > VIEW_META + OBJECT_META:
+    if feature_dropout > 0:
         is_object = vv[..., -1] > 0.5  # [B, P, K]
         drop = is_object.any(-1) & (rng.random(is_object.shape[:2]) < feature_dropout)  # [B, P]
         feature_dim = vv.shape[-1] - VIEW_META - OBJECT_META
@@ -275,7 +276,7 @@ def train(
     backbone: str = "tiny",
     backbone_path: str = "",
     duplex_format: str = "interleaved",
-    video_tokenizer: str = "bflow",
+    video_tokenizer: str = "bflow-tracks",
     data_dir: Path = DEFAULT_DATA_DIR,
     extra_data: tuple[Path, ...] = (),
     out: Path = DEFAULT_CHECKPOINT,
@@ -305,7 +306,8 @@ def train(
         backbone: ``tiny``, ``smollm2-135m`` or ``hf`` (see :mod:`models.lm.backbone`).
         backbone_path: Local model folder for ``hf``.
         duplex_format: ``interleaved`` or ``parallel`` (see :mod:`models.lm.duplex`).
-        video_tokenizer: ``bflow`` (live: B-Flow tokens and key views), ``every-frame``
+        video_tokenizer: ``bflow-tracks`` (the default model's: B-Flow tokens, key views and
+            the detector's tracks), ``bflow``, ``bflow-objects``, ``every-frame``
             (a key view of every step) or ``dense`` (ablation baselines).
         data_dir: Procedural clips (``*.mp4`` + ``*.json``, also in subfolders);
             generated with :func:`generate_clips` when it holds no clip.
@@ -332,7 +334,8 @@ def train(
         resume: Continue from ``out``'s training state if there is one.
         eval_json: Also write the metrics here.
         swap_copies: Class-swapped copies of each ``extra_data`` clip whose key views hold
-            detector classes its lines name (:mod:`models.training.augment`; 0: none).
+            detector classes its lines name (:mod:`models.training.augment`; 0: none; only
+            with the detector's object rows).
         feature_dropout: See :func:`make_batch` (only with the detector's object rows).
         procedural_share: Part of the drawn clips that are procedural (from ``data_dir``),
             the rest from ``extra_data``; None: every clip is drawn alike.
@@ -386,8 +389,9 @@ def train(
     n_train = len(train_clips)
     paths, swapped = list(train_clips + eval_clips), []
     views = VIEW_CONFIGS.get(cfg.video_tokenizer)
-    dropout = feature_dropout if views is not None and views.objects and views.objects_as == "rows" else 0.0
-    if swap_copies and views is not None and views.objects:
+    object_rows = views is not None and views.objects > 0 and views.objects_as == "rows"
+    dropout = feature_dropout if object_rows else 0.0
+    if swap_copies and object_rows:
         feature_dim = cfg.view_dim - VIEW_META - OBJECT_META
         swap_rng = np.random.default_rng(seed + 1)
         for i in range(len(train_clips) - len(extra_clips), len(train_clips)):
